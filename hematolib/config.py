@@ -1,0 +1,62 @@
+"""One place for the kit's constants, paths and the training configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CLASS_NAMES: tuple[str, ...] = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
+SPLITS: tuple[str, ...] = ("TRAIN", "TEST", "TEST_SIMPLE")
+
+# The project folder when hematolib runs from a checkout (editable install); else the cwd.
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+PROJECT_DIR = _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").exists() else Path.cwd()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every knob of a training run, passed explicitly to the functions that need it."""
+
+    image_size: int = 224  # square input side, pixels
+    alpha: float = 0.35  # MobileNetV2 width multiplier: 0.35 (fast) or 1.0
+    batch_size: int = 32
+    seed: int = 42
+    val_fraction: float = 0.2  # share of TRAIN originals held out for validation
+    per_class: int | None = None  # cap on images per class and split (None = all)
+    head_epochs: int = 30
+    head_learning_rate: float = 1e-3
+    dropout: float = 0.2
+    label_smoothing: float = 0.0
+    fine_tune_epochs: int = 0
+    fine_tune_layers: int = 30  # how many layers at the top of the base to unfreeze
+    fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
+    patience: int = 5
+    class_names: tuple[str, ...] = field(default=CLASS_NAMES)
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly copy, for model metadata and results files."""
+        d = asdict(self)
+        d["class_names"] = list(self.class_names)
+        return d
+
+
+def env_path(name: str) -> Path | None:
+    """The path in environment variable `name`, with ~ expanded, or None when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def models_dir() -> Path:
+    """Where trained models go: `HEMATO_MODELS`, else `models/` in the project."""
+    return env_path("HEMATO_MODELS") or PROJECT_DIR / "models"
+
+
+def cache_dir() -> Path:
+    """Where cached features live: `HEMATO_CACHE`, else `~/.cache/hematovision`."""
+    return env_path("HEMATO_CACHE") or Path.home() / ".cache" / "hematovision"
+
+
+def default_model_path() -> Path:
+    """The model the course trains and the widget and CLI use by default."""
+    return models_dir() / "hematovision.keras"

@@ -1,0 +1,332 @@
+"""Find, check and list the blood-cell dataset; split it by original cell; feed it to TensorFlow."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .config import CLASS_NAMES, PROJECT_DIR, SPLITS, env_path
+from .images import IMAGE_SUFFIXES, full_check, quick_check
+
+# Keras's ImageDataGenerator named its augmentations `_<source index>_<random>.jpeg`.
+_ORIGINAL_RE = re.compile(r"^_(\d+)_\d+$")
+_IGNORED_FILES = {"thumbs.db", "desktop.ini"}
+
+
+class DatasetLayoutError(ValueError):
+    """The folder is not laid out as the kit expects; the message says what was found."""
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No dataset where one was expected; the message says how to get one."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image: where it is, its class index, its split and the original cell it came from."""
+
+    path: Path
+    label: int
+    split: str
+    original: str  # e.g. "TRAIN/MONOCYTE/7": unique per source cell across the dataset
+
+    @property
+    def class_name(self) -> str:
+        return CLASS_NAMES[self.label]
+
+
+@dataclass
+class Dataset:
+    """Every usable image of a dataset, by split, plus the files that were skipped and why."""
+
+    root: Path
+    images_dir: Path
+    splits: dict[str, list[ImageRecord]]
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+    synthetic: bool = False
+
+    @property
+    def train(self) -> list[ImageRecord]:
+        return self.splits.get("TRAIN", [])
+
+    @property
+    def test(self) -> list[ImageRecord]:
+        return self.splits.get("TEST", [])
+
+    @property
+    def test_simple(self) -> list[ImageRecord]:
+        return self.splits.get("TEST_SIMPLE", [])
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class: {"TRAIN": {"EOSINOPHIL": 2497, ...}, ...}."""
+        return {s: count_by_class(recs) for s, recs in self.splits.items()}
+
+    def original_counts(self) -> dict[str, dict[str, int]]:
+        """Distinct original cells per split and class."""
+        return {s: count_by_class(recs, distinct_originals=True) for s, recs in self.splits.items()}
+
+
+def count_by_class(records: Iterable[ImageRecord], distinct_originals: bool = False) -> dict[str, int]:
+    """Images (or distinct originals) per class name, every class present even at zero."""
+    seen: dict[str, set] = {c: set() for c in CLASS_NAMES}
+    counts = dict.fromkeys(CLASS_NAMES, 0)
+    for r in records:
+        counts[r.class_name] += 1
+        seen[r.class_name].add(r.original)
+    return {c: len(seen[c]) for c in CLASS_NAMES} if distinct_originals else counts
+
+
+def parse_original(split: str, class_name: str, stem: str) -> str:
+    """The original-cell id of a file: `<split>/<class>/<i>` for Keras's `_<i>_<rand>` names.
+
+    Files not named that way are treated as their own original.
+    """
+    m = _ORIGINAL_RE.match(stem)
+    return f"{split}/{class_name}/{m.group(1) if m else stem}"
+
+
+def find_images_dir(root: Path) -> Path:
+    """The folder that holds TRAIN/TEST/TEST_SIMPLE, accepting Kaggle's layouts.
+
+    Accepts `root` itself, `root/images`, `root/dataset2-master/images` and Kaggle's doubled
+    `root/dataset2-master/dataset2-master/images`.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataNotFoundError(f"{root}: the dataset folder does not exist. {HOW_TO_GET_DATA}")
+    if not root.is_dir():
+        raise DatasetLayoutError(f"{root}: expected a dataset folder, found a file.")
+    candidates = [root, root / "images", root / "dataset2-master" / "images",
+                  root / "dataset2-master" / "dataset2-master" / "images"]
+    for cand in candidates:
+        if (cand / "TRAIN").is_dir() or (cand / "TEST").is_dir():
+            return cand
+    found = sorted(p.name for p in root.iterdir())[:10]
+    raise DatasetLayoutError(
+        f"{root}: expected dataset2-master/images/{{TRAIN,TEST,TEST_SIMPLE}}/<CLASS>/ "
+        f"(the Kaggle blood-cells layout) or TRAIN/ and TEST/ directly; found {found or 'nothing'}.")
+
+
+def _list_split(split_dir: Path, split: str) -> tuple[list[ImageRecord], list[Path]]:
+    """Records of one split folder, checking its class folders; also returns stray non-images."""
+    entries = [p for p in split_dir.iterdir() if not p.name.startswith(".")]
+    folders = sorted(p.name for p in entries if p.is_dir())
+    missing = [c for c in CLASS_NAMES if c not in folders]
+    unknown = [f for f in folders if f not in CLASS_NAMES]
+    if missing or unknown:
+        raise DatasetLayoutError(
+            f"expected class folders {', '.join(CLASS_NAMES)} under {split_dir}; "
+            f"found {', '.join(folders) or 'none'}"
+            + (f" (missing {', '.join(missing)})" if missing else "")
+            + (f" (unknown {', '.join(unknown)})" if unknown else "") + ".")
+    records, strays = [], []
+    for label, class_name in enumerate(CLASS_NAMES):
+        class_dir = split_dir / class_name
+        files = sorted(p for p in class_dir.iterdir()
+                       if not p.name.startswith(".") and p.name.lower() not in _IGNORED_FILES)
+        images = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        strays += [p for p in files if p not in images]
+        if not images:
+            raise DatasetLayoutError(f"{class_dir}: the class folder has no images "
+                                     f"(expected *.jpeg files{'; found ' + strays[-1].name if strays else ''}).")
+        records += [ImageRecord(p, label, split, parse_original(split, class_name, p.stem))
+                    for p in images]
+    return records, strays
+
+
+def load_dataset(root: str | Path, check: str = "quick", synthetic: bool = False) -> Dataset:
+    """Find and check a dataset in the Kaggle layout and list every usable image.
+
+    check: "quick" (headers and JPEG end markers), "full" (decode every image) or "none".
+    Unreadable images are skipped and listed in `Dataset.problems` (with a warning), not fatal.
+    """
+    root = Path(root).expanduser()
+    images_dir = find_images_dir(root)
+    splits: dict[str, list[ImageRecord]] = {}
+    strays: list[Path] = []
+    for split in SPLITS:
+        if (images_dir / split).is_dir():
+            splits[split], split_strays = _list_split(images_dir / split, split)
+            strays += split_strays
+    if "TRAIN" not in splits or "TEST" not in splits:
+        have = ", ".join(sorted(splits)) or "none"
+        raise DatasetLayoutError(f"{images_dir}: expected TRAIN and TEST split folders; found {have}.")
+    if strays:
+        names = ", ".join(str(p.relative_to(images_dir)) for p in strays[:5])
+        raise DatasetLayoutError(
+            f"{images_dir}: {len(strays)} file(s) that are not images sit in class folders "
+            f"(expected only {', '.join(IMAGE_SUFFIXES)} files): {names}. Move them out.")
+    problems: list[tuple[Path, str]] = []
+    checker = {"quick": quick_check, "full": full_check, "none": None}[check]
+    if checker is not None:
+        for split, recs in splits.items():
+            kept = []
+            for r in recs:
+                why = checker(r.path)
+                (problems.append((r.path, why)) if why else kept.append(r))
+            splits[split] = kept
+    if problems:
+        listing = "; ".join(f"{p.name}: {why}" for p, why in problems[:5])
+        warnings.warn(f"Skipped {len(problems)} unreadable image(s) in {images_dir}: {listing}"
+                      + (" ..." if len(problems) > 5 else ""), stacklevel=2)
+    return Dataset(root, images_dir, splits, problems, synthetic)
+
+
+HOW_TO_GET_DATA = ("Get the Kaggle blood-cells dataset with `python -m hematolib download` "
+                   "(it goes to data/blood-cells), or point HEMATO_DATA at a copy you have.")
+
+
+def find_data_dir() -> Path | None:
+    """Where the real data is: `HEMATO_DATA`, else `data/blood-cells`, else None."""
+    from_env = env_path("HEMATO_DATA")
+    if from_env is not None:
+        if not from_env.exists():
+            raise DataNotFoundError(f"HEMATO_DATA={from_env} does not exist. {HOW_TO_GET_DATA}")
+        return from_env
+    local = PROJECT_DIR / "data" / "blood-cells"
+    return local if local.exists() else None
+
+
+def open_dataset(allow_synthetic: bool = True, check: str = "quick") -> Dataset:
+    """The real dataset if there is one; otherwise, loudly, the built-in synthetic one."""
+    root = find_data_dir()
+    if root is not None:
+        return load_dataset(root, check=check)
+    if not allow_synthetic:
+        raise DataNotFoundError(f"No blood-cell dataset found. {HOW_TO_GET_DATA}")
+    from .synthetic import make_synthetic_dataset
+
+    target = PROJECT_DIR / "data" / "synthetic"
+    warnings.warn(
+        "\n" + "!" * 78 + "\nNO REAL DATA FOUND: using the built-in SYNTHETIC dataset "
+        f"({target}).\nResults are for trying the code only and say nothing about blood cells.\n"
+        + HOW_TO_GET_DATA + "\n" + "!" * 78, stacklevel=2)
+    make_synthetic_dataset(target)
+    return load_dataset(target, check=check, synthetic=True)
+
+
+def split_by_original(records: Sequence[ImageRecord], val_fraction: float = 0.2, seed: int = 0
+                      ) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """A seeded, class-stratified train/validation split in which no original cell is on both sides.
+
+    Each class keeps at least one original on each side when it has two or more.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for r in records:
+        if r.original not in by_class[r.label]:
+            by_class[r.label].append(r.original)
+    val_originals: set[str] = set()
+    for label in sorted(by_class):
+        originals = sorted(by_class[label])
+        rng.shuffle(originals)
+        n_val = int(round(len(originals) * val_fraction))
+        if len(originals) >= 2:
+            n_val = min(max(n_val, 1), len(originals) - 1)
+        val_originals.update(originals[:n_val])
+    train = [r for r in records if r.original not in val_originals]
+    val = [r for r in records if r.original in val_originals]
+    return train, val
+
+
+def split_random(records: Sequence[ImageRecord], val_fraction: float = 0.2, seed: int = 0
+                 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """The leaky tutorial split: images drawn at random, so copies of one cell land on both sides."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(records))
+    n_val = int(round(len(records) * val_fraction))
+    val_idx = set(order[:n_val].tolist())
+    return ([r for i, r in enumerate(records) if i not in val_idx],
+            [r for i, r in enumerate(records) if i in val_idx])
+
+
+def shared_originals(a: Iterable[ImageRecord], b: Iterable[ImageRecord]) -> set[str]:
+    """Original cells that appear in both record lists (empty for an honest split)."""
+    return {r.original for r in a} & {r.original for r in b}
+
+
+def cap_per_class(records: Sequence[ImageRecord], per_class: int | None, seed: int = 0
+                  ) -> list[ImageRecord]:
+    """At most `per_class` images per class, spread over as many original cells as possible."""
+    if per_class is None:
+        return list(records)
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}.")
+    rng = np.random.default_rng(seed)
+    kept: list[ImageRecord] = []
+    for label in range(len(CLASS_NAMES)):
+        by_original: dict[str, list[ImageRecord]] = defaultdict(list)
+        for r in records:
+            if r.label == label:
+                by_original[r.original].append(r)
+        queues = [list(rng.permutation(np.array(v, dtype=object))) for _, v in sorted(by_original.items())]
+        rng.shuffle(queues)
+        chosen: list[ImageRecord] = []
+        while len(chosen) < per_class and any(queues):
+            for q in queues:  # round robin: one image from each original in turn
+                if q and len(chosen) < per_class:
+                    chosen.append(q.pop())
+        kept += chosen
+    return kept
+
+
+def fingerprint(records: Iterable[ImageRecord]) -> str:
+    """A short hash of which files (name, size, label) a model was trained on."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: (r.split, r.label, r.path.name)):
+        h.update(f"{r.split}/{r.label}/{r.path.name}/{r.path.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def make_pipeline(records: Sequence[ImageRecord], image_size: int, batch_size: int = 32,
+                  shuffle: bool = False, seed: int = 0, cache: bool = True,
+                  augment: Callable | None = None):
+    """A tf.data pipeline of (images, labels) batches.
+
+    images: float32 (batch, image_size, image_size, 3) in 0..255 RGB (MobileNetV2's own
+    preprocessing to -1..1 is the first layer of the kit's models); labels: int32 (batch,).
+    Decoded, resized images are cached in memory as uint8 so later epochs skip JPEG decoding.
+    """
+    import tensorflow as tf
+
+    if not records:
+        raise ValueError("make_pipeline got no images; check the split and the per-class cap.")
+    paths = [str(r.path) for r in records]
+    labels = np.array([r.label for r in records], dtype=np.int32)
+
+    def load(path, label):
+        raw = tf.io.read_file(path)
+        img = tf.io.decode_image(raw, channels=3, expand_animations=False)
+        img = tf.image.resize(img, (image_size, image_size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def labels_of(records: Sequence[ImageRecord]) -> np.ndarray:
+    """Class indices of the records, int (n,)."""
+    return np.array([r.label for r in records], dtype=np.int64)
+
+
+def groups_of(records: Sequence[ImageRecord]) -> np.ndarray:
+    """Original-cell ids of the records, str (n,)."""
+    return np.array([r.original for r in records])
