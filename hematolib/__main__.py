@@ -1,0 +1,7 @@
+"""`python -m hematolib ...`: see hematolib.cli."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

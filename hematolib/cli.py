@@ -1,0 +1,211 @@
+"""Command line: `python -m hematolib explore|train|evaluate|predict|download|synthesize`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import PROJECT_DIR, Config, default_model_path
+
+
+def _dataset(args):
+    from . import data
+
+    if args.data:
+        return data.load_dataset(args.data)
+    return data.open_dataset(allow_synthetic=True)
+
+
+def cmd_explore(args) -> int:
+    """Print the dataset summary and write its plots."""
+    from . import plots
+
+    ds = _dataset(args)
+    counts, originals = ds.counts(), ds.original_counts()
+    print(f"Dataset: {ds.images_dir}" + ("  [SYNTHETIC]" if ds.synthetic else ""))
+    print(f"{'split':<12}{'class':<12}{'images':>8}{'originals':>11}")
+    for split in counts:
+        for class_name, n in counts[split].items():
+            print(f"{split:<12}{class_name:<12}{n:>8}{originals[split][class_name]:>11}")
+    for path, why in ds.problems:
+        print(f"skipped {path}: {why}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots.class_counts(counts).savefig(out / "class_counts.png", dpi=100)
+    plots.sample_grid(ds.train, per_class=4, seed=0).savefig(out / "samples.png", dpi=100)
+    print(f"Plots written to {out}/")
+    return 0
+
+
+def train_and_save(ds, config: Config, out: Path, verbose: int = 1) -> dict:
+    """The kit's default recipe: grouped split, head on cached features, optional fine-tuning,
+    evaluation on TEST and TEST_SIMPLE, atomic save. Returns the results dictionary."""
+    from . import data, evaluate, model as mdl, train
+
+    train_recs, val_recs = data.split_by_original(ds.train, config.val_fraction, config.seed)
+    train_recs = data.cap_per_class(train_recs, config.per_class, config.seed)
+    val_recs = data.cap_per_class(val_recs, config.per_class and max(config.per_class // 4, 8),
+                                  config.seed)
+    model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout)
+    histories = [train.fit_head(model, train_recs, val_recs, config, verbose=verbose)]
+    if config.fine_tune_epochs:
+        histories.append(train.fine_tune(model, train_recs, val_recs, config, verbose=verbose))
+    results = {"val": evaluate.evaluate_records(model, val_recs, config.image_size, "VALIDATION")[0]}
+    test_recs = data.cap_per_class(ds.test, config.per_class, config.seed)
+    results["test"] = evaluate.evaluate_records(model, test_recs, config.image_size, "TEST")[0]
+    if ds.test_simple:
+        results["test_simple"] = evaluate.evaluate_records(model, ds.test_simple,
+                                                           config.image_size, "TEST_SIMPLE")[0]
+    metrics = {k: v.to_dict() for k, v in results.items()}
+    info = mdl.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
+                         alpha=config.alpha, data_fingerprint=data.fingerprint(train_recs),
+                         synthetic_data=ds.synthetic, metrics=metrics, config=config.to_dict())
+    mdl.save(model, out, info)
+    return {"model": str(out), "reports": results, "histories": histories}
+
+
+def cmd_train(args) -> int:
+    """Train the default recipe and save the model."""
+    config = Config(alpha=args.alpha, image_size=args.image_size, per_class=args.per_class,
+                    head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
+    ds = _dataset(args)
+    result = train_and_save(ds, config, Path(args.out), verbose=args.verbose)
+    for report in result["reports"].values():
+        print(report.summary())
+    print(f"Model saved to {result['model']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Evaluate a saved model on TEST and TEST_SIMPLE."""
+    from . import data, evaluate, model as mdl
+
+    model, info = mdl.load(args.model)
+    ds = _dataset(args)
+    reports = {"TEST": evaluate.evaluate_records(
+        model, data.cap_per_class(ds.test, args.per_class, 0), info.image_size, "TEST")[0]}
+    if ds.test_simple:
+        reports["TEST_SIMPLE"] = evaluate.evaluate_records(model, ds.test_simple, info.image_size,
+                                                           "TEST_SIMPLE")[0]
+    if args.json:
+        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
+    else:
+        for r in reports.values():
+            print(r.summary())
+            for class_name, m in r.per_class.items():
+                print(f"  {class_name:<11} precision {m['precision']:.2f}  recall {m['recall']:.2f}"
+                      f"  f1 {m['f1']:.2f}  n={m['support']}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """Classify image files; a bad file is reported and the rest still run (exit code 1)."""
+    from .images import ImageDecodeError
+    from .inference import Predictor
+
+    predictor = Predictor.from_file(args.model)
+    failed = 0
+    rows = []
+    for path in args.images:
+        try:
+            p = predictor.predict_file(path)
+        except ImageDecodeError as exc:
+            failed += 1
+            rows.append({"image": path, "error": str(exc)})
+            if not args.json:
+                print(f"ERROR {exc}", file=sys.stderr)
+            continue
+        rows.append(p.to_dict())
+        if not args.json:
+            probs = "  ".join(f"{c[:3]} {v:.2f}" for c, v in p.probabilities.items())
+            flag = "  (uncertain)" if p.uncertain else ""
+            print(f"{path}: {p.class_name} {p.confidence:.1%}{flag}   [{probs}]")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 1 if failed else 0
+
+
+def cmd_download(args) -> int:
+    """Download the dataset into data/blood-cells (or --target)."""
+    from . import download
+
+    if args.source == "kaggle":
+        target = download.download_from_kaggle(args.target)
+    else:
+        target = download.download_dataset(args.target, force=args.force)
+    print(f"Dataset ready in {target}")
+    return 0
+
+
+def cmd_synthesize(args) -> int:
+    """Write the synthetic dataset."""
+    from .synthetic import make_synthetic_dataset
+
+    print(f"Synthetic dataset in {make_synthetic_dataset(args.target)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hematolib",
+                                     description="HematoVision: white blood cell classification.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "dataset folder (default: HEMATO_DATA, then data/blood-cells, then synthetic)"
+
+    p = sub.add_parser("explore", help="dataset summary and plots")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--out", default=str(PROJECT_DIR / "build" / "explore"))
+    p.set_defaults(func=cmd_explore)
+
+    defaults = Config()
+    p = sub.add_parser("train", help="train and save a model")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--alpha", type=float, default=defaults.alpha, choices=(0.35, 1.0))
+    p.add_argument("--image-size", type=int, default=defaults.image_size)
+    p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
+    p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
+    p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--out", default=str(default_model_path()))
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="TEST and TEST_SIMPLE metrics of a saved model")
+    p.add_argument("--model", default=str(default_model_path()))
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--per-class", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class and probabilities of image files")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default=str(default_model_path()))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("download", help="download the dataset (data/blood-cells)")
+    p.add_argument("--target", default=None)
+    p.add_argument("--source", choices=("github", "kaggle"), default="github")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("synthesize", help="write the built-in synthetic dataset")
+    p.add_argument("--target", default=str(PROJECT_DIR / "data" / "synthetic"))
+    p.set_defaults(func=cmd_synthesize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; expected errors print one clear line instead of a traceback."""
+    from .data import DataNotFoundError, DatasetLayoutError
+    from .download import DownloadError
+    from .model import ModelFileError, WeightsNotFoundError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataNotFoundError, DatasetLayoutError, DownloadError, ModelFileError,
+            WeightsNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,110 @@
+"""Score a model honestly: accuracy with a bootstrap interval over original cells, per-class metrics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .config import CLASS_NAMES
+from .data import ImageRecord, groups_of, labels_of, make_pipeline
+
+
+def predict_records(model, records: Sequence[ImageRecord], image_size: int, batch_size: int = 64,
+                    verbose: int = 0) -> np.ndarray:
+    """Class probabilities for every record, float (n, classes)."""
+    pipeline = make_pipeline(records, image_size, batch_size=batch_size, cache=False)
+    return np.asarray(model.predict(pipeline, verbose=verbose))
+
+
+def bootstrap_accuracy(correct: np.ndarray, groups: np.ndarray, n_boot: int = 2000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval for accuracy that resamples original cells, not images.
+
+    Images of one cell are near-copies, so resampling images would pretend there are thousands of
+    independent samples and give a far too narrow interval.
+    """
+    names, inverse = np.unique(groups, return_inverse=True)
+    hits = np.bincount(inverse, weights=correct.astype(float), minlength=len(names))
+    sizes = np.bincount(inverse, minlength=len(names)).astype(float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(names), size=(n_boot, len(names)))
+    accs = hits[picks].sum(axis=1) / sizes[picks].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(accs, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+@dataclass
+class Report:
+    """Scores of one model on one split."""
+
+    split: str
+    n_images: int
+    n_originals: int
+    accuracy: float
+    ci_low: float  # 95% bootstrap interval over original cells
+    ci_high: float
+    per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+    per_original_accuracy: float  # share of original cells whose images are mostly right
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for people: accuracy, interval, and how many cells it rests on."""
+        return (f"{self.split}: accuracy {self.accuracy:.1%} (95% CI {self.ci_low:.1%}-"
+                f"{self.ci_high:.1%} over {self.n_originals} original cells, {self.n_images} images)")
+
+
+def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: str = "TEST",
+             class_names: Sequence[str] = CLASS_NAMES, n_boot: int = 2000, seed: int = 0) -> Report:
+    """Accuracy, bootstrap interval, per-class precision/recall/F1 and confusion matrix."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    k = len(class_names)
+    pred = probs.argmax(axis=1)
+    correct = pred == labels
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, pred, labels=list(range(k)), zero_division=0)
+    per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]),
+                     "f1": float(f1[i]), "support": int(support[i])}
+                 for i, c in enumerate(class_names)}
+    lo, hi = bootstrap_accuracy(correct, groups, n_boot=n_boot, seed=seed)
+    per_cell = [correct[groups == g].mean() > 0.5 for g in np.unique(groups)]
+    return Report(split=split, n_images=int(len(labels)), n_originals=int(len(np.unique(groups))),
+                  accuracy=float(correct.mean()), ci_low=lo, ci_high=hi, per_class=per_class,
+                  confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
+                  per_original_accuracy=float(np.mean(per_cell)))
+
+
+def evaluate_records(model, records: Sequence[ImageRecord], image_size: int, split: str,
+                     **kwargs) -> tuple[Report, np.ndarray]:
+    """Predict and evaluate in one step; returns (report, probabilities (n, classes))."""
+    probs = predict_records(model, records, image_size)
+    return evaluate(probs, labels_of(records), groups_of(records), split=split, **kwargs), probs
+
+
+def mistakes(probs: np.ndarray, records: Sequence[ImageRecord], limit: int = 16
+             ) -> list[tuple[ImageRecord, int, float]]:
+    """The most confident wrong predictions: (record, predicted class, confidence), worst first."""
+    pred = probs.argmax(axis=1)
+    wrong = [i for i, r in enumerate(records) if pred[i] != r.label]
+    wrong.sort(key=lambda i: -probs[i, pred[i]])
+    return [(records[i], int(pred[i]), float(probs[i, pred[i]])) for i in wrong[:limit]]
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, np.ndarray]:
+    """Reliability-diagram data: per confidence bin, mean confidence, accuracy and count; plus ECE."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=bins) / count
+        acc = np.bincount(idx, weights=correct, minlength=bins) / count
+    ece = float(np.nansum(np.abs(acc - mean_conf) * count) / max(count.sum(), 1))
+    return {"edges": edges, "confidence": mean_conf, "accuracy": acc, "count": count, "ece": ece}

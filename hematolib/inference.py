@@ -1,0 +1,89 @@
+"""Classify single images with a saved model, loaded once and reused (no retracing per call)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import CLASS_NAMES, default_model_path
+from .images import decode_image, read_image
+
+UNCERTAIN_BELOW = 0.6  # confidence under which a prediction is flagged "uncertain"
+
+
+@dataclass
+class Prediction:
+    """One image's result: the class, its confidence, all probabilities and how long it took."""
+
+    name: str
+    class_name: str
+    confidence: float
+    probabilities: dict[str, float]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    uncertain: bool = False
+
+    def to_dict(self) -> dict:
+        return {"image": self.name, "class": self.class_name, "confidence": self.confidence,
+                "uncertain": self.uncertain, "probabilities": self.probabilities,
+                "seconds": self.seconds, "notes": self.notes}
+
+
+class Predictor:
+    """Wraps a kit model for single-image prediction; build once, call many times."""
+
+    def __init__(self, model, image_size: int, class_names=CLASS_NAMES,
+                 uncertain_below: float = UNCERTAIN_BELOW, info=None):
+        import tensorflow as tf
+
+        self.model = model
+        self.image_size = image_size
+        self.class_names = tuple(class_names)
+        self.uncertain_below = uncertain_below
+        self.info = info
+        spec = tf.TensorSpec((None, image_size, image_size, 3), tf.float32)
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None, **kwargs) -> "Predictor":
+        """Load a saved model (default models/hematovision.keras) with its metadata checks."""
+        from .model import load
+
+        model, info = load(path or default_model_path())
+        return cls(model, info.image_size, info.class_names, info=info, **kwargs)
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """Resize an RGB uint8 (H, W, 3) image as training did: float32 (1, S, S, 3) in 0..255."""
+        import tensorflow as tf
+
+        img = tf.image.resize(rgb[None], (self.image_size, self.image_size), antialias=True)
+        return tf.clip_by_value(tf.round(img), 0, 255).numpy().astype(np.float32)
+
+    def probabilities(self, rgb: np.ndarray) -> np.ndarray:
+        """Class probabilities of one RGB image, float (classes,)."""
+        return self._forward(self.preprocess(rgb)).numpy()[0]
+
+    def predict_array(self, rgb: np.ndarray, name: str = "image",
+                      notes: list[str] | None = None) -> Prediction:
+        """Classify one decoded RGB uint8 image (H, W, 3)."""
+        start = time.perf_counter()
+        probs = self.probabilities(rgb)
+        seconds = time.perf_counter() - start
+        best = int(probs.argmax())
+        return Prediction(name=name, class_name=self.class_names[best], confidence=float(probs[best]),
+                          probabilities={c: float(p) for c, p in zip(self.class_names, probs)},
+                          seconds=seconds, notes=list(notes or []),
+                          uncertain=bool(probs[best] < self.uncertain_below))
+
+    def predict_bytes(self, data: bytes, name: str = "image") -> Prediction:
+        """Decode and classify untrusted bytes; raises images.ImageDecodeError for bad input."""
+        rgb, notes = decode_image(data, name=name)
+        return self.predict_array(rgb, name, notes)
+
+    def predict_file(self, path: str | Path) -> Prediction:
+        """Read and classify an image file; raises images.ImageDecodeError for bad input."""
+        rgb, notes = read_image(path)
+        return self.predict_array(rgb, str(path), notes)

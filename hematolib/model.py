@@ -1,0 +1,238 @@
+"""Build MobileNetV2 with ImageNet weights and a classification head; unfreeze; save and load safely."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import CLASS_NAMES, env_path
+from .files import atomic_path, write_text_atomic
+
+# Keras's own download location for MobileNetV2 weights (keras.applications.mobilenet_v2).
+WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+BASE_NAME = "mobilenetv2"  # name of the nested base model inside the kit's models
+PREPROCESSING = "RGB 0..255 in; the model's first layer maps x -> x/127.5 - 1 (MobileNetV2)"
+METADATA_ENTRY = "hematovision.json"  # metadata is stored inside the .keras zip as well
+FORMAT_VERSION = 1
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """The ImageNet weights are neither on disk nor downloadable; the message says where to put them."""
+
+
+class ModelFileError(ValueError):
+    """A saved model that cannot be used as asked; the message says what is wrong."""
+
+
+def weights_filename(alpha: float) -> str:
+    """The file name Keras gives MobileNetV2's ImageNet no-top weights at 224 px."""
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_224_no_top.h5"
+
+
+def keras_cache_dir() -> Path:
+    """Keras's download cache: `$KERAS_HOME/models`, else `~/.keras/models`."""
+    return (env_path("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def resolve_weights(alpha: float, download: bool = True) -> Path:
+    """The local path of the ImageNet weights for `alpha`.
+
+    Looks in `HEMATO_WEIGHTS_DIR`, then Keras's cache, then downloads them the way Keras does
+    (into its cache). The 224-px files serve every input size: convolution weights do not
+    depend on it.
+    """
+    name = weights_filename(alpha)
+    folder = env_path("HEMATO_WEIGHTS_DIR")
+    places = ([folder / name] if folder else []) + [keras_cache_dir() / name]
+    for place in places:
+        if place.is_file() and place.stat().st_size > 0:
+            return place
+    error = "downloading was not tried"
+    if download:
+        import keras
+
+        try:
+            return Path(keras.utils.get_file(name, WEIGHTS_ORIGIN + name, cache_subdir="models"))
+        except Exception as exc:  # noqa: BLE001 - any failure becomes one clear message
+            error = f"the download from {WEIGHTS_ORIGIN} failed: {exc}"
+    looked = ", ".join(str(p.parent) for p in places)
+    raise WeightsNotFoundError(
+        f"MobileNetV2 ImageNet weights for alpha={alpha} not found (looked in {looked}; {error}). "
+        f"Put {name} in {keras_cache_dir()}/ or in a folder named by HEMATO_WEIGHTS_DIR.")
+
+
+def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLASS_NAMES),
+          dropout: float = 0.2, weights: str | Path | None = "imagenet"):
+    """MobileNetV2 (frozen, BatchNorm in inference mode) + pooling + dropout + softmax head.
+
+    Input: float (batch, image_size, image_size, 3) RGB in 0..255. Output: (batch, num_classes)
+    probabilities. weights: "imagenet" (found by `resolve_weights`), a file path, or None.
+    """
+    import keras
+    from keras import layers
+
+    if weights == "imagenet":
+        weights = resolve_weights(alpha)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1, name="mobilenetv2_preprocess")(inputs)
+    base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=alpha,
+                                          include_top=False, weights=None, name=BASE_NAME)
+    if weights is not None:
+        base.load_weights(str(weights))
+    base.trainable = False
+    x = base(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen later
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name=f"hematovision_mobilenetv2_{alpha}_{image_size}")
+
+
+def base_of(model):
+    """The nested MobileNetV2 base of a kit model."""
+    return model.get_layer(BASE_NAME)
+
+
+def feature_extractor(model):
+    """A model sharing `model`'s layers that maps images to pooled features (batch, channels)."""
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer("pool").output, name="features")
+
+
+def head_of(model):
+    """A model sharing `model`'s dropout and classifier layers that maps features to probabilities."""
+    import keras
+
+    features = keras.Input(model.get_layer("pool").output.shape[1:], name="features")
+    x = model.get_layer("dropout")(features)
+    return keras.Model(features, model.get_layer("classifier")(x), name="head")
+
+
+def unfreeze_top(model, n_layers: int) -> int:
+    """Make the top `n_layers` layers of the base trainable, BatchNorm excepted; return their count.
+
+    BatchNorm layers stay frozen (and in inference mode): with small batches their statistics
+    would otherwise drift and undo what the base learned on ImageNet.
+    """
+    from keras import layers
+
+    base = base_of(model)
+    base.trainable = True
+    n_layers = max(0, min(n_layers, len(base.layers)))
+    cut = len(base.layers) - n_layers
+    unfrozen = 0
+    for i, layer in enumerate(base.layers):
+        trainable = i >= cut and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = trainable
+        unfrozen += bool(trainable and layer.weights)
+    return unfrozen
+
+
+@dataclass
+class ModelInfo:
+    """What a saved model was trained for and on; stored next to and inside the .keras file."""
+
+    class_names: list[str]
+    image_size: int
+    alpha: float
+    preprocessing: str = PREPROCESSING
+    data_fingerprint: str = ""
+    synthetic_data: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str) -> "ModelInfo":
+        known = {f for f in cls.__dataclass_fields__}
+        missing = [k for k in ("class_names", "image_size", "alpha") if k not in d]
+        if missing:
+            raise ModelFileError(f"{source}: metadata lacks {', '.join(missing)}.")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def metadata_path(path: str | Path) -> Path:
+    """The sidecar metadata file of a model: `name.keras` -> `name.json`."""
+    return Path(path).with_suffix(".json")
+
+
+def save(model, path: str | Path, info: ModelInfo) -> Path:
+    """Save `model` and its metadata atomically: an interrupted save leaves the old model intact.
+
+    The model is written to a temporary file in the same folder, the metadata is added inside
+    it, and one rename puts it in place; the readable `name.json` sidecar follows.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: model files must end in .keras.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info.created = info.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    text = json.dumps(asdict(info), indent=2, default=float)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(METADATA_ENTRY, text)
+    write_text_atomic(metadata_path(path), text)
+    return path
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """The metadata of a saved model, read from inside the .keras file."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no model file there. Train one with `python -m hematolib "
+                             "train` or run notebooks 03-04, or give the path of a .keras file.")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "config.json" not in names:
+                raise ModelFileError(f"{path}: this is a zip file but not a Keras model.")
+            if METADATA_ENTRY not in names:
+                raise ModelFileError(
+                    f"{path}: a Keras model without HematoVision metadata (class names, input "
+                    "size); save it with hematolib.model.save to use it here.")
+            raw = zf.read(METADATA_ENTRY)
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path}: not a Keras .keras model file (not a zip archive; "
+                             "damaged, or another format).") from None
+    try:
+        return ModelInfo.from_dict(json.loads(raw), str(path))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelFileError(f"{path}: the metadata is damaged ({exc}).") from None
+
+
+def load(path: str | Path, class_names: tuple[str, ...] = CLASS_NAMES, safe_mode: bool = True):
+    """Load a saved model and its metadata, checking that they fit each other and `class_names`.
+
+    safe_mode: Keras refuses to run code stored in the file (Lambda layers); set False only for
+    a file you trust. Returns (model, ModelInfo).
+    """
+    import keras
+
+    path = Path(path)
+    info = read_info(path)
+    if list(info.class_names) != list(class_names):
+        raise ModelFileError(f"{path}: the model predicts {info.class_names}, not the expected "
+                             f"{list(class_names)}.")
+    try:
+        model = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
+    except ValueError as exc:
+        if "lambda" in str(exc).lower() or "safe_mode" in str(exc):
+            raise ModelFileError(
+                f"{path}: the model contains a Lambda layer (stored Python code), which safe mode "
+                "refuses to run. Load it with safe_mode=False only if you trust who made it.") \
+                from None
+        raise ModelFileError(f"{path}: Keras cannot load this model ({exc}).") from None
+    shape = tuple(model.input_shape[1:])
+    if shape != (info.image_size, info.image_size, 3):
+        raise ModelFileError(f"{path}: the model takes inputs of shape {shape}, but its metadata "
+                             f"says {info.image_size}x{info.image_size}x3.")
+    if model.output_shape[-1] != len(class_names):
+        raise ModelFileError(f"{path}: the model has {model.output_shape[-1]} outputs, "
+                             f"expected {len(class_names)}.")
+    return model, info

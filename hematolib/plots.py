@@ -1,0 +1,151 @@
+"""Figures for the notebooks; every function returns a matplotlib Figure and shows nothing itself."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .config import CLASS_NAMES
+from .data import ImageRecord
+
+
+def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    return fig, axes
+
+
+def class_counts(counts: Mapping[str, Mapping[str, int]], title: str = "Images per class"):
+    """Grouped bars: one group per class, one bar per split. counts: split -> class -> n."""
+    fig, axes = _figure(7, 3.5)
+    ax = axes[0, 0]
+    splits = list(counts)
+    width = 0.8 / max(len(splits), 1)
+    x = np.arange(len(CLASS_NAMES))
+    for i, split in enumerate(splits):
+        values = [counts[split].get(c, 0) for c in CLASS_NAMES]
+        bars = ax.bar(x + i * width, values, width, label=split)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(x + width * (len(splits) - 1) / 2, [c.title() for c in CLASS_NAMES])
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(records: Sequence[ImageRecord], per_class: int = 4, seed: int = 0,
+                titles: Sequence[str] | None = None):
+    """A grid of images: one row per class, `per_class` random images from distinct originals."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    fig, axes = _figure(2.4 * per_class, 2.0 * len(CLASS_NAMES), ncols=per_class,
+                        nrows=len(CLASS_NAMES))
+    for row, class_name in enumerate(CLASS_NAMES):
+        by_original: dict[str, ImageRecord] = {}
+        for r in records:
+            if r.class_name == class_name:
+                by_original.setdefault(r.original, r)
+        pool = list(by_original.values())
+        chosen = [pool[i] for i in rng.permutation(len(pool))[:per_class]]
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(chosen):
+                with Image.open(chosen[col].path) as im:
+                    ax.imshow(im.convert("RGB"))
+                ax.set_title(f"{class_name.title()}\n{chosen[col].path.name}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def image_row(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, size: float = 2.2):
+    """A row of images (each (H, W, 3), uint8 or float 0..255) with optional titles."""
+    fig, axes = _figure(size * len(images), size * 0.9, ncols=len(images))
+    for i, img in enumerate(images):
+        ax = axes[0, i]
+        ax.imshow(np.clip(np.asarray(img), 0, 255).astype(np.uint8))
+        ax.axis("off")
+        if titles:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def history(*histories, title: str = "Training curves"):
+    """Loss and accuracy per epoch for one or more `train.History` (stages are chained)."""
+    fig, axes = _figure(10, 3.5, ncols=2)
+    offset = 0
+    for h in histories:
+        epochs = np.arange(offset + 1, offset + h.epochs + 1)
+        for ax, key in zip(axes[0], ("loss", "accuracy")):
+            ax.plot(epochs, h.metrics[key], "o-", ms=3, label=f"{h.stage} train")
+            if f"val_{key}" in h.metrics:
+                ax.plot(epochs, h.metrics[f"val_{key}"], "s--", ms=3, label=f"{h.stage} validation")
+        offset += h.epochs
+    for ax, key in zip(axes[0], ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(confusion: Sequence[Sequence[int]], title: str = "Confusion matrix",
+                     normalize: bool = True):
+    """Heatmap of true (rows) vs predicted (columns) classes; cells show share of the row and count."""
+    import seaborn as sns
+
+    cm = np.asarray(confusion, dtype=float)
+    shares = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    labels = np.array([[f"{shares[i, j]:.0%}\n{int(cm[i, j])}" for j in range(cm.shape[1])]
+                       for i in range(cm.shape[0])])
+    fig, axes = _figure(5.5, 4.5)
+    names = [c.title() for c in CLASS_NAMES]
+    sns.heatmap(shares if normalize else cm, annot=labels, fmt="", cmap="Blues", vmin=0,
+                vmax=1 if normalize else None, xticklabels=names, yticklabels=names, ax=axes[0, 0],
+                cbar=False)
+    axes[0, 0].set_xlabel("predicted")
+    axes[0, 0].set_ylabel("true")
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def reliability(calibration: Mapping[str, np.ndarray], title: str = "Reliability diagram"):
+    """Accuracy against confidence per bin (from `evaluate.calibration`); the diagonal is perfect."""
+    fig, axes = _figure(4.5, 4.5)
+    ax = axes[0, 0]
+    edges = calibration["edges"]
+    centers = (edges[:-1] + edges[1:]) / 2
+    ok = calibration["count"] > 0
+    ax.bar(centers[ok], calibration["accuracy"][ok], width=edges[1] - edges[0], alpha=0.7,
+           edgecolor="k", label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], "k--", label="perfectly calibrated")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title} (ECE {calibration['ece']:.3f})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def probabilities(probs: Sequence[float], title: str = ""):
+    """Horizontal bars of the four class probabilities of one prediction."""
+    fig, axes = _figure(4, 2)
+    ax = axes[0, 0]
+    probs = np.asarray(probs)
+    colors = ["tab:blue" if p < probs.max() else "tab:orange" for p in probs]
+    ax.barh([c.title() for c in CLASS_NAMES], probs, color=colors)
+    ax.set_xlim(0, 1)
+    for i, p in enumerate(probs):
+        ax.text(min(p + 0.02, 0.85), i, f"{p:.0%}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,182 @@
+"""Train the kit's model: extract frozen features once (cached), fit the head, then fine-tune."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .config import Config, cache_dir
+from .files import atomic_path
+from .data import ImageRecord, labels_of, make_pipeline
+from .model import base_of, feature_extractor, head_of, unfreeze_top
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of one training stage, like keras.callbacks.History.history."""
+
+    stage: str
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.metrics.get("loss", []))
+
+    def best(self, key: str = "val_accuracy") -> float:
+        """The best value of `key` over the epochs (max for accuracy, min for loss)."""
+        values = self.metrics[key]
+        return min(values) if "loss" in key else max(values)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's CPU ops deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # noqa: BLE001 - older TF: seeding alone still helps
+        pass
+
+
+def _weights_digest(model) -> str:
+    """A short hash of the base's weights, so cached features follow the weights they came from."""
+    h = hashlib.sha256()
+    for w in base_of(model).weights[:3] + base_of(model).weights[-3:]:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def features_cache_path(model, records: Sequence[ImageRecord], image_size: int) -> Path:
+    """Where the features of these images under this model's base are cached."""
+    h = hashlib.sha256(f"{_weights_digest(model)}/{image_size}\n".encode())
+    for r in records:
+        stat = r.path.stat()
+        h.update(f"{r.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return cache_dir() / "features" / f"{h.hexdigest()[:24]}.npy"
+
+
+def extract_features(model, records: Sequence[ImageRecord], image_size: int, batch_size: int = 64,
+                     cache: bool = True, verbose: int = 1) -> np.ndarray:
+    """Pooled base features of every image, float32 (n, channels); cached on disk when `cache`."""
+    path = features_cache_path(model, records, image_size) if cache else None
+    if path is not None and path.exists():
+        features = np.load(path)
+        if features.shape[0] == len(records):
+            return features
+    pipeline = make_pipeline(records, image_size, batch_size=batch_size, cache=False)
+    features = feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            np.save(tmp, features)
+    return features
+
+
+def _callbacks(patience: int, checkpoint: Path | None = None) -> list:
+    import keras
+
+    cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                         restore_best_weights=True),
+           keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                             patience=max(1, patience // 2), min_lr=1e-6)]
+    if checkpoint is not None:
+        cbs.append(keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss",
+                                                   save_best_only=True, save_weights_only=True))
+    return cbs
+
+
+def _loss(label_smoothing: float):
+    import keras
+
+    if label_smoothing:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def _targets(labels: np.ndarray, label_smoothing: float, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[labels] if label_smoothing else labels
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Weights that make every class count equally in the loss (n / (k * n_class))."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    return {c: float(len(labels) / (num_classes * n)) if n else 0.0 for c, n in enumerate(counts)}
+
+
+def fit_head(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], config: Config,
+             cache: bool = True, verbose: int = 1) -> History:
+    """Train only the head on cached frozen features; the full `model` gets the trained head.
+
+    Features are extracted once (a few minutes for all of TRAIN on a laptop CPU, then read from
+    disk), so each epoch takes seconds.
+    """
+    import keras
+
+    set_seed(config.seed)
+    x_train = extract_features(model, train, config.image_size, cache=cache, verbose=verbose)
+    x_val = extract_features(model, val, config.image_size, cache=cache, verbose=verbose)
+    y_train, y_val = labels_of(train), labels_of(val)
+    k = len(config.class_names)
+    head = head_of(model)
+    metric = "categorical_accuracy" if config.label_smoothing else "sparse_categorical_accuracy"
+    head.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate),
+                 loss=_loss(config.label_smoothing), metrics=[keras.metrics.get(metric)])
+    fit = head.fit(x_train, _targets(y_train, config.label_smoothing, k),
+                   validation_data=(x_val, _targets(y_val, config.label_smoothing, k)),
+                   epochs=config.head_epochs, batch_size=config.batch_size,
+                   class_weight=class_weights(y_train, k), verbose=2 if verbose else 0,
+                   callbacks=_callbacks(config.patience))
+    return History("head", _rename_accuracy(fit.history))
+
+
+def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], config: Config,
+              augment: Callable | None = None, verbose: int = 1) -> History:
+    """Unfreeze the top of the base and train end to end with a 10x lower learning rate.
+
+    Keeps the weights of the best validation epoch (best checkpoint, restored at the end).
+    """
+    import keras
+
+    set_seed(config.seed)
+    unfreeze_top(model, config.fine_tune_layers)
+    model.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
+                  loss=_loss(config.label_smoothing), metrics=["accuracy"])
+    k = len(config.class_names)
+    smooth = config.label_smoothing
+
+    def pipeline(records, shuffle, aug):
+        ds = make_pipeline(records, config.image_size, config.batch_size, shuffle=shuffle,
+                           seed=config.seed, augment=aug)
+        return ds.map(lambda x, y: (x, _one_hot(y, k))) if smooth else ds
+
+    with tempfile.TemporaryDirectory() as tmp:
+        best = Path(tmp) / "best.weights.h5"
+        fit = model.fit(pipeline(train, True, augment), validation_data=pipeline(val, False, None),
+                        epochs=config.fine_tune_epochs, verbose=verbose,
+                        class_weight=class_weights(labels_of(train), k),
+                        callbacks=_callbacks(config.patience, checkpoint=best))
+        if best.exists():
+            model.load_weights(best)
+    return History("fine_tune", _rename_accuracy(fit.history))
+
+
+def _one_hot(y, k: int):
+    import tensorflow as tf
+
+    return tf.one_hot(y, k)
+
+
+def _rename_accuracy(history: dict) -> dict[str, list[float]]:
+    """Keras names accuracy after the metric used; the kit always calls it `accuracy`."""
+    out = {}
+    for key, values in history.items():
+        for long in ("sparse_categorical_accuracy", "categorical_accuracy"):
+            key = key.replace(long, "accuracy")
+        out[key] = [float(v) for v in values]
+    return out

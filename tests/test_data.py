@@ -1,0 +1,193 @@
+"""Finding and checking the dataset, original-cell ids, the grouped split and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hematolib import data
+from hematolib.config import CLASS_NAMES
+from hematolib.data import (DataNotFoundError, DatasetLayoutError, cap_per_class, load_dataset,
+                            parse_original, shared_originals, split_by_original, split_random)
+
+
+def images_dir(root: Path) -> Path:
+    return root / "dataset2-master" / "images"
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+def test_synthetic_dataset_loads_with_every_split_and_class(synthetic_root):
+    ds = load_dataset(synthetic_root)
+    assert ds.counts()["TRAIN"] == dict.fromkeys(CLASS_NAMES, 24)
+    assert ds.original_counts()["TEST"] == dict.fromkeys(CLASS_NAMES, 3)
+    assert len(ds.test_simple) == 12 and ds.problems == []
+
+
+def test_kaggle_doubled_folder_and_bare_split_folders_are_found(synthetic_copy, tmp_path):
+    doubled = tmp_path / "kaggle"
+    (doubled / "dataset2-master").mkdir(parents=True)
+    shutil.copytree(synthetic_copy / "dataset2-master", doubled / "dataset2-master" / "dataset2-master")
+    assert load_dataset(doubled).images_dir == doubled / "dataset2-master" / "dataset2-master" / "images"
+    assert load_dataset(images_dir(synthetic_copy)).counts() == load_dataset(synthetic_copy).counts()
+
+
+def test_missing_class_folder_names_what_was_found_and_expected(synthetic_copy):
+    shutil.rmtree(images_dir(synthetic_copy) / "TRAIN" / "MONOCYTE")
+    with pytest.raises(DatasetLayoutError) as err:
+        load_dataset(synthetic_copy)
+    msg = str(err.value)
+    assert "expected class folders EOSINOPHIL, LYMPHOCYTE, MONOCYTE, NEUTROPHIL" in msg
+    assert "TRAIN" in msg and "missing MONOCYTE" in msg
+
+
+def test_misnamed_class_folder_is_reported_as_unknown(synthetic_copy):
+    train = images_dir(synthetic_copy) / "TRAIN"
+    (train / "EOSINOPHIL").rename(train / "EOS")
+    with pytest.raises(DatasetLayoutError, match=r"found EOS, LYMPHOCYTE.*missing EOSINOPHIL.*unknown EOS"):
+        load_dataset(synthetic_copy)
+
+
+def test_empty_class_folder_is_an_error(synthetic_copy):
+    folder = images_dir(synthetic_copy) / "TEST" / "LYMPHOCYTE"
+    for p in folder.iterdir():
+        p.unlink()
+    with pytest.raises(DatasetLayoutError, match="TEST/LYMPHOCYTE: the class folder has no images"):
+        load_dataset(synthetic_copy)
+
+
+def test_non_image_files_in_class_folders_are_named(synthetic_copy):
+    (images_dir(synthetic_copy) / "TRAIN" / "NEUTROPHIL" / "notes.txt").write_text("hi")
+    (images_dir(synthetic_copy) / "TRAIN" / "NEUTROPHIL" / ".DS_Store").write_text("ignored")
+    with pytest.raises(DatasetLayoutError, match=r"1 file\(s\) that are not images.*notes.txt"):
+        load_dataset(synthetic_copy)
+
+
+def test_missing_test_split_is_an_error(synthetic_copy):
+    shutil.rmtree(images_dir(synthetic_copy) / "TEST")
+    with pytest.raises(DatasetLayoutError, match="expected TRAIN and TEST split folders; found TEST_SIMPLE, TRAIN"):
+        load_dataset(synthetic_copy)
+
+
+def test_wrong_folder_and_missing_path_get_specific_errors(tmp_path):
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(DatasetLayoutError, match=r"Kaggle blood-cells layout.*found \['cats'\]"):
+        load_dataset(tmp_path)
+    with pytest.raises(DataNotFoundError, match="does not exist.*python -m hematolib download"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_corrupt_and_zero_byte_images_are_skipped_and_reported(synthetic_copy):
+    folder = images_dir(synthetic_copy) / "TRAIN" / "EOSINOPHIL"
+    victims = sorted(folder.iterdir())[:2]
+    victims[0].write_bytes(b"")
+    victims[1].write_bytes(victims[1].read_bytes()[:300])
+    with pytest.warns(UserWarning, match="Skipped 2 unreadable image"):
+        ds = load_dataset(synthetic_copy)
+    assert ds.counts()["TRAIN"]["EOSINOPHIL"] == 22
+    assert {p.name for p, _ in ds.problems} == {v.name for v in victims}
+
+
+def test_find_data_dir_prefers_hemato_data_and_reports_a_bad_one(monkeypatch, synthetic_root, tmp_path):
+    monkeypatch.setenv("HEMATO_DATA", str(synthetic_root))
+    assert data.find_data_dir() == synthetic_root
+    monkeypatch.setenv("HEMATO_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DataNotFoundError, match="HEMATO_DATA=.*typo does not exist"):
+        data.find_data_dir()
+
+
+def test_no_data_falls_back_to_synthetic_loudly(monkeypatch, tmp_path):
+    monkeypatch.delenv("HEMATO_DATA", raising=False)
+    monkeypatch.setattr(data, "PROJECT_DIR", tmp_path)
+    with pytest.warns(UserWarning, match="NO REAL DATA FOUND: using the built-in SYNTHETIC dataset"):
+        ds = data.open_dataset()
+    assert ds.synthetic and ds.root == tmp_path / "data" / "synthetic"
+    with pytest.raises(DataNotFoundError, match="python -m hematolib download"):
+        data.open_dataset(allow_synthetic=False)
+
+
+# --- original cells and splits ------------------------------------------------------------------
+
+def test_original_id_is_parsed_from_keras_names():
+    assert parse_original("TRAIN", "MONOCYTE", "_12_4587") == "TRAIN/MONOCYTE/12"
+    assert parse_original("TEST", "MONOCYTE", "_12_4587") == "TEST/MONOCYTE/12"
+    assert parse_original("TRAIN", "LYMPHOCYTE", "my_photo") == "TRAIN/LYMPHOCYTE/my_photo"
+
+
+def test_grouped_split_shares_no_original_and_keeps_every_class(synthetic_root):
+    train = load_dataset(synthetic_root).train
+    tr, va = split_by_original(train, val_fraction=0.2, seed=3)
+    assert shared_originals(tr, va) == set()
+    assert len(tr) + len(va) == len(train)
+    for recs in (tr, va):
+        assert {r.class_name for r in recs} == set(CLASS_NAMES)
+
+
+def test_grouped_split_is_deterministic_per_seed(synthetic_root):
+    train = load_dataset(synthetic_root).train
+    a = split_by_original(train, 0.3, seed=1)[1]
+    b = split_by_original(train, 0.3, seed=1)[1]
+    c = split_by_original(train, 0.3, seed=2)[1]
+    assert [r.path for r in a] == [r.path for r in b]
+    assert {r.original for r in a} != {r.original for r in c}
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_split_rejects_impossible_fractions(synthetic_root, fraction):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_by_original(load_dataset(synthetic_root).train, fraction)
+
+
+def test_cap_per_class_spreads_over_originals(synthetic_root):
+    train = load_dataset(synthetic_root).train
+    capped = cap_per_class(train, 6, seed=0)
+    for class_name in CLASS_NAMES:
+        picked = [r for r in capped if r.class_name == class_name]
+        assert len(picked) == 6 and len({r.original for r in picked}) == 6  # one per original
+    assert cap_per_class(train, None) == list(train)
+
+
+# --- the real dataset ---------------------------------------------------------------------------
+
+@pytest.mark.real_data
+def test_real_dataset_counts_match_kaggle(real_dataset):
+    counts = real_dataset.counts()
+    assert counts["TRAIN"] == {"EOSINOPHIL": 2497, "LYMPHOCYTE": 2483, "MONOCYTE": 2478, "NEUTROPHIL": 2499}
+    assert sum(counts["TEST"].values()) == 2487 and sum(counts["TEST_SIMPLE"].values()) == 71
+    assert real_dataset.problems == []
+
+
+@pytest.mark.real_data
+def test_real_dataset_rests_on_277_train_and_71_test_originals(real_dataset):
+    originals = real_dataset.original_counts()
+    assert originals["TRAIN"] == {"EOSINOPHIL": 75, "LYMPHOCYTE": 27, "MONOCYTE": 16, "NEUTROPHIL": 159}
+    assert sum(originals["TEST"].values()) == 71 and originals["TEST"]["MONOCYTE"] == 4
+
+
+@pytest.mark.real_data
+def test_grouped_split_of_real_train_is_clean_but_a_random_split_leaks(real_dataset):
+    tr, va = split_by_original(real_dataset.train, 0.2, seed=42)
+    assert shared_originals(tr, va) == set()
+    assert 0.1 < len(va) / len(real_dataset.train) < 0.3
+    leaky_tr, leaky_va = split_random(real_dataset.train, 0.2, seed=42)
+    assert len(shared_originals(leaky_tr, leaky_va)) > 250  # nearly every cell is on both sides
+
+
+# --- tf.data ------------------------------------------------------------------------------------
+
+def test_pipeline_yields_resized_float_batches_with_labels(synthetic_root):
+    recs = load_dataset(synthetic_root).test
+    batches = list(data.make_pipeline(recs, image_size=64, batch_size=16))
+    x, y = batches[0]
+    assert x.shape == (16, 64, 64, 3) and x.dtype.name == "float32"
+    assert 0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    assert labels.tolist() == [r.label for r in recs]
+
+
+def test_pipeline_refuses_an_empty_list():
+    with pytest.raises(ValueError, match="no images"):
+        data.make_pipeline([], 64)
