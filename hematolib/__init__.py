@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["augment", "cli", "config", "data", "download", "evaluate", "files", "images",
-           "inference", "model", "plots", "synthetic", "train", "widgets"]
+__all__ = ["augment", "cli", "config", "data", "download", "evaluate", "explain", "files", "images",
+           "inference", "model", "plots", "recipe", "synthetic", "train", "widgets"]
 
 
 def __getattr__(name: str):

@@ -39,42 +39,16 @@ def cmd_explore(args) -> int:
     return 0
 
 
-def train_and_save(ds, config: Config, out: Path, verbose: int = 1) -> dict:
-    """The kit's default recipe: grouped split, head on cached features, optional fine-tuning,
-    evaluation on TEST and TEST_SIMPLE, atomic save. Returns the results dictionary."""
-    from . import data, evaluate, model as mdl, train
-
-    train_recs, val_recs = data.split_by_original(ds.train, config.val_fraction, config.seed)
-    train_recs = data.cap_per_class(train_recs, config.per_class, config.seed)
-    val_recs = data.cap_per_class(val_recs, config.per_class and max(config.per_class // 4, 8),
-                                  config.seed)
-    model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout)
-    histories = [train.fit_head(model, train_recs, val_recs, config, verbose=verbose)]
-    if config.fine_tune_epochs:
-        histories.append(train.fine_tune(model, train_recs, val_recs, config, verbose=verbose))
-    results = {"val": evaluate.evaluate_records(model, val_recs, config.image_size, "VALIDATION")[0]}
-    test_recs = data.cap_per_class(ds.test, config.per_class, config.seed)
-    results["test"] = evaluate.evaluate_records(model, test_recs, config.image_size, "TEST")[0]
-    if ds.test_simple:
-        results["test_simple"] = evaluate.evaluate_records(model, ds.test_simple,
-                                                           config.image_size, "TEST_SIMPLE")[0]
-    metrics = {k: v.to_dict() for k, v in results.items()}
-    info = mdl.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
-                         alpha=config.alpha, data_fingerprint=data.fingerprint(train_recs),
-                         synthetic_data=ds.synthetic, metrics=metrics, config=config.to_dict())
-    mdl.save(model, out, info)
-    return {"model": str(out), "reports": results, "histories": histories}
-
-
 def cmd_train(args) -> int:
     """Train the default recipe and save the model."""
     config = Config(alpha=args.alpha, image_size=args.image_size, per_class=args.per_class,
                     head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
-    ds = _dataset(args)
-    result = train_and_save(ds, config, Path(args.out), verbose=args.verbose)
-    for report in result["reports"].values():
+    from .recipe import run
+
+    result = run(_dataset(args), config, out=Path(args.out), verbose=args.verbose)
+    for report in result.reports.values():
         print(report.summary())
-    print(f"Model saved to {result['model']}")
+    print(f"Model saved to {result.path}")
     return 0
 
 

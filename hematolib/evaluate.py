@@ -108,3 +108,19 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[s
         acc = np.bincount(idx, weights=correct, minlength=bins) / count
     ece = float(np.nansum(np.abs(acc - mean_conf) * count) / max(count.sum(), 1))
     return {"edges": edges, "confidence": mean_conf, "accuracy": acc, "count": count, "ece": ece}
+
+
+def robustness(model, records: Sequence[ImageRecord], image_size: int,
+               shifts: dict[str, dict] | None = None, batch_size: int = 64) -> dict[str, float]:
+    """Accuracy under each domain shift (stain hue, brightness, scale); see augment.shift."""
+    from .augment import ROBUSTNESS_SHIFTS, shift
+
+    shifts = ROBUSTNESS_SHIFTS if shifts is None else shifts
+    labels = labels_of(records)
+    pipeline = make_pipeline(records, image_size, batch_size=batch_size, cache=True)
+    result = {}
+    for name, kwargs in shifts.items():
+        preds = np.concatenate([np.asarray(model(shift(x, **kwargs), training=False)).argmax(axis=1)
+                                for x, _ in pipeline])
+        result[name] = float((preds == labels).mean())
+    return result

@@ -24,7 +24,12 @@ class Prediction:
     probabilities: dict[str, float]
     seconds: float
     notes: list[str] = field(default_factory=list)
-    uncertain: bool = False
+    uncertain_below: float = UNCERTAIN_BELOW
+
+    @property
+    def uncertain(self) -> bool:
+        """True when the confidence is under the threshold: do not trust the label."""
+        return self.confidence < self.uncertain_below
 
     def to_dict(self) -> dict:
         return {"image": self.name, "class": self.class_name, "confidence": self.confidence,
@@ -76,7 +81,7 @@ class Predictor:
         return Prediction(name=name, class_name=self.class_names[best], confidence=float(probs[best]),
                           probabilities={c: float(p) for c, p in zip(self.class_names, probs)},
                           seconds=seconds, notes=list(notes or []),
-                          uncertain=bool(probs[best] < self.uncertain_below))
+                          uncertain_below=self.uncertain_below)
 
     def predict_bytes(self, data: bytes, name: str = "image") -> Prediction:
         """Decode and classify untrusted bytes; raises images.ImageDecodeError for bad input."""

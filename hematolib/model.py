@@ -66,15 +66,18 @@ def resolve_weights(alpha: float, download: bool = True) -> Path:
 
 
 def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLASS_NAMES),
-          dropout: float = 0.2, weights: str | Path | None = "imagenet"):
+          dropout: float = 0.2, weights: str | Path | None = "imagenet", seed: int | None = 0):
     """MobileNetV2 (frozen, BatchNorm in inference mode) + pooling + dropout + softmax head.
 
     Input: float (batch, image_size, image_size, 3) RGB in 0..255. Output: (batch, num_classes)
     probabilities. weights: "imagenet" (found by `resolve_weights`), a file path, or None.
+    seed: seeds Keras's initializers, so the same seed builds the same model (None: unseeded).
     """
     import keras
     from keras import layers
 
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     if weights == "imagenet":
         weights = resolve_weights(alpha)
     inputs = keras.Input((image_size, image_size, 3), name="image")

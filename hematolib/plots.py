@@ -149,3 +149,40 @@ def probabilities(probs: Sequence[float], title: str = ""):
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def channel_means(stats: Mapping, title: str = "Mean colour per class (RGB)"):
+    """Bars of the mean R, G, B value per class, from `data.image_stats`."""
+    fig, axes = _figure(6, 3)
+    ax = axes[0, 0]
+    x = np.arange(len(CLASS_NAMES))
+    for i, (channel, color) in enumerate(zip("RGB", ("tab:red", "tab:green", "tab:blue"))):
+        ax.bar(x + (i - 1) * 0.25, [stats["mean"][c][i] for c in CLASS_NAMES], 0.25, color=color,
+               yerr=[stats["std"][c][i] for c in CLASS_NAMES], capsize=2, label=channel)
+    ax.set_xticks(x, [c.title() for c in CLASS_NAMES])
+    ax.set_ylim(0, 255)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def grouped_bars(values: Mapping[str, Mapping[str, float]], title: str = "", ylabel: str = "accuracy"):
+    """Bars for {group: {series: value}}, e.g. split comparison or robustness; values are 0..1."""
+    fig, axes = _figure(max(5, 1.6 * len(values)), 3.5)
+    ax = axes[0, 0]
+    groups = list(values)
+    series = list(next(iter(values.values())))
+    width = 0.8 / len(series)
+    x = np.arange(len(groups))
+    for i, name in enumerate(series):
+        bars = ax.bar(x + i * width, [values[g][name] for g in groups], width, label=name)
+        ax.bar_label(bars, fmt="{:.0%}".format, fontsize=8)
+    ax.set_xticks(x + width * (len(series) - 1) / 2, groups, fontsize=8)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -53,29 +53,42 @@ def _weights_digest(model) -> str:
     return h.hexdigest()[:16]
 
 
-def features_cache_path(model, records: Sequence[ImageRecord], image_size: int) -> Path:
-    """Where the features of these images under this model's base are cached."""
-    h = hashlib.sha256(f"{_weights_digest(model)}/{image_size}\n".encode())
-    for r in records:
-        stat = r.path.stat()
-        h.update(f"{r.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return cache_dir() / "features" / f"{h.hexdigest()[:24]}.npy"
+def feature_store_path(model, image_size: int) -> Path:
+    """The cache file of features computed with this model's base weights at this input size."""
+    return cache_dir() / "features" / f"{_weights_digest(model)}_{image_size}.npz"
+
+
+def _record_key(r: ImageRecord) -> str:
+    stat = r.path.stat()
+    return f"{r.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def extract_features(model, records: Sequence[ImageRecord], image_size: int, batch_size: int = 64,
                      cache: bool = True, verbose: int = 1) -> np.ndarray:
-    """Pooled base features of every image, float32 (n, channels); cached on disk when `cache`."""
-    path = features_cache_path(model, records, image_size) if cache else None
-    if path is not None and path.exists():
-        features = np.load(path)
-        if features.shape[0] == len(records):
-            return features
-    pipeline = make_pipeline(records, image_size, batch_size=batch_size, cache=False)
-    features = feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
-    if path is not None:
-        with atomic_path(path) as tmp:
-            np.save(tmp, features)
-    return features
+    """Pooled base features of every image, float32 (n, channels).
+
+    With `cache`, features are kept per image file on disk, so any later split or subset of
+    the same images is read back instead of recomputed; only new images go through the network.
+    """
+    path = feature_store_path(model, image_size)
+    keys = [_record_key(r) for r in records]
+    stored_keys, stored = [], None
+    if cache and path.exists():
+        with np.load(path) as store:
+            stored_keys, stored = store["keys"].tolist(), store["features"]
+    index = {k: i for i, k in enumerate(stored_keys)}
+    missing = {k: r for k, r in zip(keys, records) if k not in index}
+    if missing:
+        pipeline = make_pipeline(list(missing.values()), image_size, batch_size=batch_size, cache=False)
+        new = feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
+        stored = new if stored is None else np.concatenate([stored, new])
+        for k in missing:
+            index[k] = len(index)
+        if cache:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, keys=np.array(list(index)), features=stored)
+    return stored[[index[k] for k in keys]]
 
 
 def _callbacks(patience: int, checkpoint: Path | None = None) -> list:
@@ -158,7 +171,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
         fit = model.fit(pipeline(train, True, augment), validation_data=pipeline(val, False, None),
-                        epochs=config.fine_tune_epochs, verbose=verbose,
+                        epochs=config.fine_tune_epochs, verbose=verbose, shuffle=False,
                         class_weight=class_weights(labels_of(train), k),
                         callbacks=_callbacks(config.patience, checkpoint=best))
         if best.exists():

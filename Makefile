@@ -1,0 +1,36 @@
+# HematoVision: `make course` runs the whole course, `make test` runs every test.
+# Both create .venv and install what they need on first use (Python 3.10+ and make suffice).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help install course test lab demo exercises benchmark clean
+
+help:
+	@echo "make course     run the six notebooks in order (executed copies in build/course/)"
+	@echo "make test       run the whole test suite"
+	@echo "make lab        JupyterLab on the notebooks"
+	@echo "make demo       the classify widget as a web page (Voila on 127.0.0.1)"
+	@echo "make exercises  regenerate exercises/ from solutions/"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+course: $(STAMP)
+	$(PY) -m hematolib course
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf build .pytest_cache

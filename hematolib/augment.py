@@ -1,0 +1,75 @@
+"""Augmentation with Keras preprocessing layers, and controlled shifts for robustness checks."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def build(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, translation: float = 0.1,
+          contrast: float = 0.2, brightness: float = 0.15, hue: float = 0.04, seed: int | None = None):
+    """A keras.Sequential of random layers for float RGB images in 0..255, (batch, H, W, 3).
+
+    rotation is a fraction of a full turn (20/360 = up to 20 degrees), as in keras.layers.RandomRotation.
+    Stain colour differs between labs, so hue and brightness jitter matter as much as geometry.
+    Active only when called with training=True.
+    """
+    import keras
+    from keras import layers
+
+    parts = [layers.RandomFlip("horizontal_and_vertical", seed=seed)] if flip else []
+    parts += [layers.RandomRotation(rotation, fill_mode="reflect", seed=seed),
+              layers.RandomZoom(zoom, fill_mode="reflect", seed=seed),
+              layers.RandomTranslation(translation, translation, fill_mode="reflect", seed=seed),
+              layers.RandomContrast(contrast, seed=seed),
+              layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed)]
+    if hue and hasattr(layers, "RandomHue"):  # Keras 3.8+
+        parts.append(layers.RandomHue(hue, value_range=(0, 255), seed=seed))
+    return keras.Sequential(parts, name="augment")
+
+
+def examples(augmenter, image: np.ndarray, n: int = 8) -> list[np.ndarray]:
+    """`n` augmented versions of one RGB image (H, W, 3); the first is the original."""
+    x = np.repeat(np.asarray(image, dtype=np.float32)[None], n - 1, axis=0)
+    out = np.asarray(augmenter(x, training=True))
+    return [np.asarray(image, dtype=np.float32)] + list(np.clip(out, 0, 255))
+
+
+def shift(images, hue: float = 0.0, brightness: float = 0.0, scale: float = 1.0):
+    """Deterministic domain shifts of a batch (batch, S, S, 3) of 0..255 floats.
+
+    hue: fraction of the colour wheel to rotate (-0.5..0.5); brightness: added to every channel as
+    a fraction of 255; scale > 1 zooms in (a tighter crop of the cell), < 1 zooms out (a smaller
+    cell, edges padded by reflection).
+    """
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(images, tf.float32)
+    size = tf.shape(x)[1:3]
+    if hue:
+        x = tf.image.adjust_hue(x / 255.0, hue) * 255.0
+    if brightness:
+        x = x + brightness * 255.0
+    if scale > 1:
+        x = tf.image.resize(tf.image.central_crop(x, 1 / scale), size)
+    elif scale < 1:
+        pad = int(round(int(x.shape[1]) * (1 / scale - 1) / 2))
+        x = tf.image.resize(tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT"), size)
+    return tf.clip_by_value(x, 0, 255)
+
+
+ROBUSTNESS_SHIFTS: dict[str, dict] = {
+    "none": {},
+    "hue -0.05": {"hue": -0.05},
+    "hue +0.05": {"hue": 0.05},
+    "darker (-0.15)": {"brightness": -0.15},
+    "brighter (+0.15)": {"brightness": 0.15},
+    "zoom in x1.5": {"scale": 1.5},
+    "zoom out x0.75": {"scale": 0.75},
+}
+
+
+def shift_names() -> Sequence[str]:
+    """Names of the standard robustness shifts, in display order."""
+    return list(ROBUSTNESS_SHIFTS)

@@ -1,0 +1,40 @@
+"""Grad-CAM: which part of the image drove a prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def grad_cam(model, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
+    """Grad-CAM heatmap of a kit model for one RGB image (S, S, 3) in 0..255 at the model's size.
+
+    Returns float (S, S) in 0..1: the base's last convolutional features weighted by the
+    gradient of the class score (the predicted class unless `class_index` is given).
+    """
+    import tensorflow as tf
+
+    from .model import base_of
+
+    x = tf.convert_to_tensor(np.asarray(image, dtype=np.float32)[None])
+    preprocess, base = model.get_layer("mobilenetv2_preprocess"), base_of(model)
+    pool, classifier = model.get_layer("pool"), model.get_layer("classifier")
+    with tf.GradientTape() as tape:
+        conv = base(preprocess(x), training=False)  # (1, h, w, channels)
+        tape.watch(conv)
+        probs = classifier(pool(conv))
+        index = int(tf.argmax(probs[0])) if class_index is None else class_index
+        score = probs[:, index]
+    grads = tape.gradient(score, conv)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(conv * weights, axis=-1))[0]
+    cam = cam / (tf.reduce_max(cam) + 1e-8)
+    size = image.shape[:2]
+    return tf.image.resize(cam[..., None], size, method="bilinear")[..., 0].numpy()
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The image with a jet-coloured heatmap blended on top, uint8 (H, W, 3)."""
+    from matplotlib import colormaps
+
+    colored = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255
+    return np.clip((1 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colored, 0, 255).astype(np.uint8)

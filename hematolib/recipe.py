@@ -1,0 +1,121 @@
+"""The kit's default training recipe, end to end, shared by the CLI, the notebooks and the benchmark."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config, default_model_path
+from .data import Dataset, cap_per_class, fingerprint, split_by_original
+from .evaluate import Report, evaluate_records
+from .train import History, fine_tune, fit_head
+
+QUICK = Config(per_class=60, head_epochs=10, fine_tune_epochs=0)  # about a minute on a laptop CPU
+
+
+@dataclass
+class RecipeResult:
+    """What `run` produced: the trained model, where it was saved, its reports and curves."""
+
+    model: object
+    path: Path | None
+    reports: dict[str, Report]
+    histories: list[History] = field(default_factory=list)
+
+
+def split(ds: Dataset, config: Config, splitter=split_by_original):
+    """The recipe's train and validation records: grouped by original cell, then capped.
+
+    Validation gets a quarter of the per-class cap (at least 8), like the 80/20 split itself.
+    """
+    train, val = splitter(ds.train, config.val_fraction, config.seed)
+    val_cap = max(config.per_class // 4, 8) if config.per_class else None
+    return cap_per_class(train, config.per_class, config.seed), cap_per_class(val, val_cap, config.seed)
+
+
+def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1) -> RecipeResult:
+    """Grouped split, head on cached features, optional fine-tuning, then VALIDATION, TEST and
+    TEST_SIMPLE reports; saves the model with its metadata to `out` when given."""
+    from . import model as mdl
+
+    train, val = split(ds, config)
+    model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
+                      seed=config.seed)
+    histories = [fit_head(model, train, val, config, verbose=verbose)]
+    if config.fine_tune_epochs:
+        histories.append(fine_tune(model, train, val, config, verbose=verbose))
+    reports = {"VALIDATION": evaluate_records(model, val, config.image_size, "VALIDATION")[0],
+               "TEST": evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed),
+                                        config.image_size, "TEST")[0]}
+    if ds.test_simple:
+        reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, config.image_size,
+                                                  "TEST_SIMPLE")[0]
+    path = mdl.save(model, out, model_info(config, ds, train, reports)) if out is not None else None
+    return RecipeResult(model, path, reports, histories)
+
+
+def compare_splits(ds: Dataset, config: Config, verbose: int = 0) -> dict[str, dict[str, float]]:
+    """Train the head twice, on a random and on a grouped validation split, and score both on
+    validation and TEST. The random split's validation score is inflated by leaked cells."""
+    from . import model as mdl
+    from .data import split_random
+
+    test = cap_per_class(ds.test, config.per_class, config.seed)
+    out = {}
+    for name, splitter in (("random split (leaky)", split_random), ("grouped by original cell", split_by_original)):
+        train, val = split(ds, config, splitter)
+        model = mdl.build(alpha=config.alpha, image_size=config.image_size, seed=config.seed)
+        fit_head(model, train, val, config, verbose=verbose)
+        out[name] = {"validation": evaluate_records(model, val, config.image_size, "VALIDATION")[0].accuracy,
+                     "test": evaluate_records(model, test, config.image_size, "TEST")[0].accuracy}
+    return out
+
+
+def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") -> tuple[bool, str]:
+    """Save unless the model already at `path` scored better on `metric`; says what it did.
+
+    Rerunning a notebook with a worse result then never silently replaces a better model.
+    """
+    from . import model as mdl
+
+    path = Path(path)
+    new = info.metrics[metric]["accuracy"]
+    if path.exists():
+        try:
+            old = mdl.read_info(path).metrics.get(metric, {}).get("accuracy")
+        except mdl.ModelFileError:
+            old = None  # unreadable: replace it
+        if old is not None and old > new:
+            return False, (f"Kept the existing {path.name}: its {metric.lower()} accuracy {old:.1%} "
+                           f"beats this run's {new:.1%}. Delete it or save elsewhere to replace it.")
+    mdl.save(model, path, info)
+    return True, f"Saved {path} ({metric.lower()} accuracy {new:.1%})."
+
+
+def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report]):
+    """The metadata to save with a model trained by this recipe."""
+    from . import model as mdl
+
+    return mdl.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
+                         alpha=config.alpha, data_fingerprint=fingerprint(train),
+                         synthetic_data=ds.synthetic, config=config.to_dict(),
+                         metrics={k: r.to_dict() for k, r in reports.items()})
+
+
+def load_or_train(path: str | Path | None = None, ds: Dataset | None = None,
+                  config: Config = QUICK, verbose: int = 0):
+    """The saved model at `path` (default models/hematovision.keras), or a quick one trained now.
+
+    Returns (model, ModelInfo). Used by notebooks that need a model from an earlier notebook.
+    """
+    from . import model as mdl
+    from .data import open_dataset
+
+    path = Path(path) if path is not None else default_model_path()
+    if not path.exists():
+        warnings.warn(f"No model at {path}: training a quick one now ({config.per_class} images "
+                      "per class, head only). Run notebooks 03 and 04 for the real thing.",
+                      stacklevel=2)
+        run(ds if ds is not None else open_dataset(), config, out=path, verbose=verbose)
+    return mdl.load(path)

@@ -1,0 +1,63 @@
+"""The command line as a user runs it: `python -m hematolib ...` in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hematolib.config import CLASS_NAMES
+
+
+def run(*args, env=None, check=True):
+    result = subprocess.run([sys.executable, "-m", "hematolib", *map(str, args)], capture_output=True,
+                            text=True, env={**os.environ, **(env or {})}, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_explore_prints_counts_and_writes_plots(synthetic_root, tmp_path):
+    out = run("explore", "--data", synthetic_root, "--out", tmp_path).stdout
+    assert "TRAIN       MONOCYTE          24          6" in out
+    assert (tmp_path / "class_counts.png").stat().st_size > 5000 and (tmp_path / "samples.png").exists()
+
+
+def test_bad_data_path_is_one_clear_line(tmp_path):
+    result = run("explore", "--data", tmp_path / "nope", check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_predict_with_missing_model_explains(tmp_path, synthetic_root):
+    image = next((synthetic_root / "dataset2-master/images/TEST/MONOCYTE").iterdir())
+    result = run("predict", image, "--model", tmp_path / "none.keras", check=False)
+    assert result.returncode == 2 and "no model file there" in result.stderr
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_train_on_real_data_then_predict_and_evaluate(real_root, weights_dir, tmp_path):
+    model = tmp_path / "quick.keras"
+    env = {"HEMATO_DATA": str(real_root), "HEMATO_WEIGHTS_DIR": str(weights_dir)}
+    out = run("train", "--per-class", 24, "--epochs", 4, "--image-size", 96, "--out", model,
+              "--verbose", 0, env=env).stdout
+    assert "TEST: accuracy" in out and f"Model saved to {model}" in out
+    test_dir = real_root / "dataset2-master" / "images" / "TEST"
+    images = [sorted((test_dir / c).iterdir())[0] for c in CLASS_NAMES]
+    junk = tmp_path / "notes.jpg"
+    junk.write_text("not an image")
+    result = run("predict", *images, junk, "--model", model, "--json", env=env, check=False)
+    assert result.returncode == 1  # one bad file: reported, the others still classified
+    rows = json.loads(result.stdout)
+    assert [r["image"] for r in rows[:4]] == [str(p) for p in images]
+    for row in rows[:4]:
+        assert row["class"] in CLASS_NAMES
+        assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert "not an image file" in rows[4]["error"]
+    report = json.loads(run("evaluate", "--model", model, "--per-class", 10, "--json", env=env).stdout)
+    assert report["TEST"]["n_images"] == 40 and report["TEST_SIMPLE"]["n_originals"] == 71

@@ -1,0 +1,116 @@
+"""Training the head on cached features, fine-tuning, and the honest evaluation numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hematolib import evaluate, model as mdl, train
+from hematolib.config import Config
+from hematolib.data import load_dataset, split_by_original
+
+SMALL = Config(alpha=0.35, image_size=64, head_epochs=3, batch_size=16, fine_tune_epochs=1,
+               fine_tune_layers=12, patience=2)
+
+
+# --- evaluation numbers ------------------------------------------------------------------------
+
+def test_bootstrap_over_cells_is_wider_than_over_images():
+    # 20 cells of 50 images each; a cell is either all right or all wrong: 50% accuracy
+    correct = np.repeat(np.arange(20) % 2 == 0, 50)
+    by_cell = evaluate.bootstrap_accuracy(correct, np.repeat(np.arange(20), 50), seed=1)
+    by_image = evaluate.bootstrap_accuracy(correct, np.arange(1000), seed=1)
+    assert by_cell[0] < 0.35 and by_cell[1] > 0.65
+    assert by_image[1] - by_image[0] < 0.1
+    assert evaluate.bootstrap_accuracy(np.ones(30, bool), np.arange(30) // 3) == (1.0, 1.0)
+
+
+def test_evaluate_matches_hand_computed_metrics():
+    labels = np.array([0, 0, 1, 1, 2, 3])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    probs = np.eye(4)[pred] * 0.7 + 0.075
+    report = evaluate.evaluate(probs, labels, np.array(list("aabbcd")), split="TEST", n_boot=200)
+    assert report.accuracy == pytest.approx(4 / 6)
+    assert report.confusion[0] == [1, 1, 0, 0] and report.confusion[3] == [1, 0, 0, 0]
+    assert report.per_class["LYMPHOCYTE"]["precision"] == pytest.approx(2 / 3)
+    assert report.per_class["EOSINOPHIL"]["recall"] == pytest.approx(0.5)
+    assert report.per_class["NEUTROPHIL"]["recall"] == 0.0
+    assert report.n_originals == 4 and report.per_original_accuracy == pytest.approx(2 / 4)
+    assert "over 4 original cells, 6 images" in report.summary()
+
+
+def test_calibration_measures_overconfidence():
+    labels = np.array([0, 1] * 50)
+    confident = np.tile([0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3], (100, 1))  # always says class 0 at 90%
+    cal = evaluate.calibration(confident, labels)
+    assert cal["ece"] == pytest.approx(0.4)
+    perfect = np.eye(4)[labels]
+    assert evaluate.calibration(perfect, labels)["ece"] == pytest.approx(0.0)
+
+
+def test_mistakes_are_sorted_by_confidence(synthetic_root):
+    recs = load_dataset(synthetic_root).test[:3]
+    probs = np.array([[0.1, 0.9, 0, 0], [0.6, 0.4, 0, 0], [0.2, 0.7, 0.1, 0]])
+    labels = [r.label for r in recs]
+    out = evaluate.mistakes(probs, recs)
+    assert [m[2] for m in out] == sorted((probs[i].max() for i in range(3) if probs[i].argmax() != labels[i]),
+                                         reverse=True)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synthetic_split(synthetic_root):
+    ds = load_dataset(synthetic_root)
+    return split_by_original(ds.train, 0.34, seed=0), ds
+
+
+def test_features_are_cached_and_reused(synthetic_split, monkeypatch):
+    (tr, _), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+    first = train.extract_features(model, tr[:40], 64, verbose=0)
+    assert train.feature_store_path(model, 64).exists()
+    more = train.extract_features(model, tr[20:60], 64, verbose=0)  # 20 known, 20 new images
+    np.testing.assert_array_equal(more[:20], first[20:40])
+    fresh = train.extract_features(model, tr[:5], 64, verbose=0, cache=False)
+    np.testing.assert_allclose(fresh, first[:5], rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(train, "feature_extractor", lambda m: pytest.fail("features were recomputed"))
+    again = train.extract_features(model, list(reversed(tr[:60])), 64, verbose=0)
+    np.testing.assert_array_equal(again[::-1][:40], first)
+    assert first.shape == (40, 1280)
+
+
+def test_same_seed_gives_the_same_head_weights(synthetic_split):
+    (tr, va), _ = synthetic_split
+    weights = []
+    for _ in range(2):
+        model = mdl.build(alpha=0.35, image_size=64, weights=None)
+        hist = train.fit_head(model, tr, va, SMALL, verbose=0)
+        weights.append(model.get_layer("classifier").kernel.numpy())
+    assert hist.epochs >= 1 and set(hist.metrics) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    np.testing.assert_array_equal(weights[0], weights[1])
+
+
+def test_fine_tune_changes_the_top_only_and_keeps_batchnorm_statistics(synthetic_split):
+    (tr, va), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+    base = mdl.base_of(model)
+    before = {l.name: [w.numpy().copy() for w in l.weights] for l in base.layers if l.weights}
+    hist = train.fine_tune(model, tr[:32], va[:16], SMALL, verbose=0)
+    assert hist.stage == "fine_tune" and hist.epochs == 1
+    changed = {n for n, ws in before.items()
+               if any(not np.array_equal(w, v.numpy()) for w, v in zip(ws, base.get_layer(n).weights))}
+    top = {l.name for l in base.layers[-12:] if l.weights}
+    assert changed and changed <= top
+    assert not any("bn" in n.lower() for n in changed)
+
+
+@pytest.mark.real_data
+def test_head_on_imagenet_features_learns_the_synthetic_cells(synthetic_split, weights_dir, monkeypatch):
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    (tr, va), ds = synthetic_split
+    config = Config(alpha=0.35, image_size=96, head_epochs=40, patience=8, batch_size=16)
+    model = mdl.build(alpha=0.35, image_size=96)
+    train.fit_head(model, tr, va, config, verbose=0)
+    report, _ = evaluate.evaluate_records(model, ds.test, 96, "TEST")
+    assert report.accuracy >= 0.75, report.summary()
