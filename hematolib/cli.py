@@ -13,27 +13,21 @@ from .config import PROJECT_DIR, Config, default_model_path
 def _dataset(args):
     from . import data
 
-    if args.data:
-        return data.load_dataset(args.data)
-    return data.open_dataset(allow_synthetic=True)
+    return data.open_dataset(args.data)
 
 
 def cmd_explore(args) -> int:
     """Print the dataset summary and write its plots."""
-    from . import plots
+    from . import data, plots
 
     ds = _dataset(args)
-    counts, originals = ds.counts(), ds.original_counts()
     print(f"Dataset: {ds.images_dir}" + ("  [SYNTHETIC]" if ds.synthetic else ""))
-    print(f"{'split':<12}{'class':<12}{'images':>8}{'originals':>11}")
-    for split in counts:
-        for class_name, n in counts[split].items():
-            print(f"{split:<12}{class_name:<12}{n:>8}{originals[split][class_name]:>11}")
+    print(data.summary(ds))
     for path, why in ds.problems:
         print(f"skipped {path}: {why}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    plots.class_counts(counts).savefig(out / "class_counts.png", dpi=100)
+    plots.class_counts(ds.counts()).savefig(out / "class_counts.png", dpi=100)
     plots.sample_grid(ds.train, per_class=4, seed=0).savefig(out / "samples.png", dpi=100)
     print(f"Plots written to {out}/")
     return 0
@@ -121,6 +115,24 @@ def cmd_synthesize(args) -> int:
     return 0
 
 
+def _json_or_text(value: str):
+    """`40` -> 40, `null` -> None, `0.35` -> 0.35; anything else stays a string (a path, say)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def cmd_course(args) -> int:
+    """Run the notebooks in order and print the results summary."""
+    from . import course
+
+    params = {k: _json_or_text(v) for k, v in args.param}
+    timings = course.run(Path(args.out), params, only=args.only)
+    print(course.summary(timings))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hematolib",
                                      description="HematoVision: white blood cell classification.")
@@ -163,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=("github", "kaggle"), default="github")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("course", help="run the numbered notebooks in order (make course)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="notebook parameter, e.g. -p PER_CLASS 40 (JSON values)")
+    p.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 03")
+    p.add_argument("--out", default=str(PROJECT_DIR / "build" / "course"))
+    p.set_defaults(func=cmd_course)
 
     p = sub.add_parser("synthesize", help="write the built-in synthetic dataset")
     p.add_argument("--target", default=str(PROJECT_DIR / "data" / "synthetic"))

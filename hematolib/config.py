@@ -34,6 +34,14 @@ class Config:
     patience: int = 5
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
 
+    @classmethod
+    def from_dict(cls, d: dict, **overrides) -> "Config":
+        """A Config from `to_dict` output (e.g. a saved model's metadata), with `overrides` applied."""
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "class_names" in known:
+            known["class_names"] = tuple(known["class_names"])
+        return cls(**{**known, **overrides})
+
     def to_dict(self) -> dict:
         """A JSON-friendly copy, for model metadata and results files."""
         d = asdict(self)

@@ -194,9 +194,11 @@ def find_data_dir() -> Path | None:
     return local if local.exists() else None
 
 
-def open_dataset(allow_synthetic: bool = True, check: str = "quick") -> Dataset:
-    """The real dataset if there is one; otherwise, loudly, the built-in synthetic one."""
-    root = find_data_dir()
+def open_dataset(root: str | Path | None = None, allow_synthetic: bool = True,
+                 check: str = "quick") -> Dataset:
+    """The dataset at `root`; with None, the real dataset if there is one, otherwise, loudly,
+    the built-in synthetic one."""
+    root = Path(root) if root else find_data_dir()
     if root is not None:
         return load_dataset(root, check=check)
     if not allow_synthetic:
@@ -210,6 +212,23 @@ def open_dataset(allow_synthetic: bool = True, check: str = "quick") -> Dataset:
         + HOW_TO_GET_DATA + "\n" + "!" * 78, stacklevel=2)
     make_synthetic_dataset(target)
     return load_dataset(target, check=check, synthetic=True)
+
+
+def summary(ds: Dataset) -> str:
+    """A table of images and distinct original cells per split and class."""
+    counts, originals = ds.counts(), ds.original_counts()
+    lines = [f"{'split':<12}{'class':<12}{'images':>8}{'originals':>11}"]
+    for split in counts:
+        for class_name, n in counts[split].items():
+            lines.append(f"{split:<12}{class_name:<12}{n:>8}{originals[split][class_name]:>11}")
+        lines.append(f"{split:<12}{'all':<12}{sum(counts[split].values()):>8}"
+                     f"{sum(originals[split].values()):>11}")
+    return "\n".join(lines)
+
+
+def copies_of(records: Sequence[ImageRecord], original: str) -> list[ImageRecord]:
+    """Every image made from one original cell."""
+    return [r for r in records if r.original == original]
 
 
 def split_by_original(records: Sequence[ImageRecord], val_fraction: float = 0.2, seed: int = 0

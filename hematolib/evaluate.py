@@ -53,6 +53,18 @@ class Report:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def correct(self) -> int:
+        """Number of correctly classified images."""
+        return int(round(self.accuracy * self.n_images))
+
+    def table(self) -> str:
+        """Per-class precision, recall, F1 and support as a text table."""
+        lines = [f"{'class':<12}{'precision':>10}{'recall':>8}{'f1':>6}{'n':>6}"]
+        for c, m in self.per_class.items():
+            lines.append(f"{c:<12}{m['precision']:>10.2f}{m['recall']:>8.2f}{m['f1']:>6.2f}{m['support']:>6}")
+        return "\n".join(lines)
+
     def summary(self) -> str:
         """One line for people: accuracy, interval, and how many cells it rests on."""
         return (f"{self.split}: accuracy {self.accuracy:.1%} (95% CI {self.ci_low:.1%}-"
@@ -124,3 +136,15 @@ def robustness(model, records: Sequence[ImageRecord], image_size: int,
                                 for x, _ in pipeline])
         result[name] = float((preds == labels).mean())
     return result
+
+
+def save_results(path, results: dict) -> None:
+    """Write a results dictionary (Reports become dicts) as JSON, atomically."""
+    import json
+
+    from .files import write_text_atomic
+
+    def plain(v):
+        return v.to_dict() if isinstance(v, Report) else v
+
+    write_text_atomic(path, json.dumps({k: plain(v) for k, v in results.items()}, indent=2, default=float))

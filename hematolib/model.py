@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import CLASS_NAMES, env_path
 from .files import atomic_path, write_text_atomic
 
@@ -113,6 +115,17 @@ def head_of(model):
     features = keras.Input(model.get_layer("pool").output.shape[1:], name="features")
     x = model.get_layer("dropout")(features)
     return keras.Model(features, model.get_layer("classifier")(x), name="head")
+
+
+def describe(model) -> str:
+    """Two lines on a kit model: the base's layers and parameters, and what is trainable."""
+    base = base_of(model)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    total = model.count_params()
+    unfrozen = sum(1 for layer in base.layers if layer.trainable and layer.weights)
+    return (f"MobileNetV2 base: {len(base.layers)} layers, {base.count_params():,} parameters, "
+            f"{unfrozen} layers with weights trainable\n"
+            f"whole model: {total:,} parameters, {trainable:,} trainable ({trainable / total:.1%})")
 
 
 def unfreeze_top(model, n_layers: int) -> int:

@@ -186,3 +186,69 @@ def grouped_bars(values: Mapping[str, Mapping[str, float]], title: str = "", yla
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def image_files(records: Sequence[ImageRecord], titles: Sequence[str] | None = None, size: float = 2.2):
+    """A row of image files, titled with their file names unless `titles` are given."""
+    from PIL import Image
+
+    images = []
+    for r in records:
+        with Image.open(r.path) as im:
+            images.append(np.asarray(im.convert("RGB")))
+    return image_row(images, titles or [r.path.name for r in records], size=size)
+
+
+def mistakes(errors, columns: int = 4):
+    """A gallery of wrong predictions from `evaluate.mistakes`: true -> predicted (confidence)."""
+    from PIL import Image
+
+    rows = max(1, -(-len(errors) // columns))
+    fig, axes = _figure(2.6 * columns, 2.3 * rows, ncols=columns, nrows=rows)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (record, predicted, confidence) in zip(axes.flat, errors):
+        with Image.open(record.path) as im:
+            ax.imshow(im.convert("RGB"))
+        ax.set_title(f"{record.class_name.title()} -> {CLASS_NAMES[predicted].title()}\n"
+                     f"{confidence:.0%}  {record.path.name}", fontsize=7, color="darkred")
+    fig.tight_layout()
+    return fig
+
+
+def grad_cams(model, records: Sequence[ImageRecord], image_size: int):
+    """Each image beside its Grad-CAM overlay, titled with true and predicted class."""
+    from .explain import grad_cam, overlay
+    from .images import read_image
+    from .inference import Predictor
+
+    predictor = Predictor(model, image_size)
+    fig, axes = _figure(5, 2.4 * len(records), ncols=2, nrows=len(records))
+    for row, record in enumerate(records):
+        image = predictor.preprocess(read_image(record.path)[0])[0]
+        probs = predictor.probabilities(image.astype(np.uint8))
+        cam = grad_cam(model, image)
+        for ax, shown in zip(axes[row], (image, overlay(image, cam))):
+            ax.imshow(np.asarray(shown).astype(np.uint8))
+            ax.axis("off")
+        axes[row, 0].set_title(f"true {record.class_name.title()}", fontsize=8)
+        axes[row, 1].set_title(f"predicted {CLASS_NAMES[int(probs.argmax())].title()} "
+                               f"({probs.max():.0%})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confidence_histogram(probs: np.ndarray, labels: np.ndarray, title: str = "Confidence"):
+    """Histograms of the top probability for right and for wrong predictions."""
+    fig, axes = _figure(6, 3)
+    ax = axes[0, 0]
+    conf, right = probs.max(axis=1), probs.argmax(axis=1) == labels
+    bins = np.linspace(0.25, 1, 16)
+    ax.hist(conf[right], bins=bins, alpha=0.7, label=f"right ({right.sum()})", color="tab:green")
+    ax.hist(conf[~right], bins=bins, alpha=0.7, label=f"wrong ({(~right).sum()})", color="tab:red")
+    ax.set_xlabel("confidence (top softmax probability)")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
