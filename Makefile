@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 course: $(STAMP)
-	$(PY) -m hematolib course
+	$(PY) -m hematolib course $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

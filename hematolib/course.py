@@ -42,10 +42,13 @@ def run(out_dir: Path = PROJECT_DIR / "build" / "course", parameters: dict | Non
     return timings
 
 
-def summary(timings: list[tuple[str, float]]) -> str:
-    """The closing summary: time per notebook, TEST accuracy and where the model is."""
+def summary(timings: list[tuple[str, float]], models: Path | None = None) -> str:
+    """The closing summary: time per notebook, TEST accuracy and where the model is.
+
+    models: the folder where 05_evaluation wrote its results (default: models_dir()).
+    """
     lines = [f"{name:<32}{seconds / 60:6.1f} min" for name, seconds in timings]
-    results_path = models_dir() / RESULTS_FILE
+    results_path = (models or models_dir()) / RESULTS_FILE
     if results_path.exists():
         results = json.loads(results_path.read_text())
         test = results["TEST"]

@@ -1,0 +1,140 @@
+"""The course notebooks: hygiene without running them, then a papermill run and an nbval run in CI.
+
+The papermill run uses small parameters on the real data and checks what each notebook produced.
+nbval then re-executes the executed copies and compares the cells marked NBVAL_CHECK_OUTPUT with
+the papermill outputs, so those outputs must be the same on every run with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hematolib import course
+from hematolib.model import read_info
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = course.notebooks(ROOT / "notebooks")
+SMALL = {"PER_CLASS": 24, "EPOCHS": 3, "FINE_TUNE_EPOCHS": 1, "IMAGE_SIZE": 96, "ALPHA": 0.35,
+         "STATS_PER_CLASS": 10, "PIPELINE_IMAGES": 32, "ROBUSTNESS_PER_CLASS": 10, "SAMPLES": 4,
+         "GRAD_CAM_IMAGES": 2, "MISTAKES": 4}
+
+
+def load(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+# --- hygiene ---------------------------------------------------------------------------------------
+
+def test_six_notebooks_numbered_without_gaps():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(1, 7)), [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean(path):
+    nb = load(path)
+    assert nb.metadata.kernelspec.name == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "strip outputs before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_structure(path):
+    nb = load(path)
+    first = nb.cells[0].source
+    assert first.startswith(f"# {int(path.name[:2])}. "), "opens with a numbered title"
+    badge = re.search(r"colab\.research\.google\.com/github/[^)]+/blob/main/(notebooks/[^)]+\.ipynb)", first)
+    assert badge and badge.group(1) == f"notebooks/{path.name}", "the Colab badge links to this notebook"
+    assert "What you will learn" in first
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "SEED" in tagged[0].source
+    assert any("google.colab" in c.source for c in nb.cells if c.cell_type == "code")
+    last = nb.cells[-1].source
+    assert last.startswith("## Summary")
+    if path != NOTEBOOKS[-1]:
+        following = NOTEBOOKS[NOTEBOOKS.index(path) + 1].name
+        assert f"({following})" in last, "the summary links to the next notebook"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_cells_are_thin(path):
+    for cell in load(path).cells:
+        if cell.cell_type == "code" and "google.colab" not in cell.source:
+            lines = [l for l in cell.source.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+            assert len(lines) <= 12, f"a long cell belongs in hematolib:\n{cell.source}"
+            assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions belong in hematolib"
+
+
+# --- execution ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory, real_root, weights_dir):
+    """Run the whole course with small parameters into a temporary folder; yields (out dir, models dir)."""
+    base = tmp_path_factory.mktemp("course")
+    env = {"HEMATO_DATA": str(real_root), "HEMATO_WEIGHTS_DIR": str(weights_dir),
+           "HEMATO_MODELS": str(base / "models"), "HEMATO_CACHE": str(base / "cache")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        course.run(base / "out", SMALL, progress=False)
+        yield base / "out", base / "models", env
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def text_outputs(path: Path) -> str:
+    out = []
+    for cell in load(path).cells:
+        for o in cell.get("outputs", []):
+            out.append(o.get("text", "") if o.output_type == "stream" else "".join(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_course_runs_and_each_notebook_produces_its_results(executed):
+    out, models, _ = executed
+    assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    explore = text_outputs(out / "01_explore_data.ipynb")
+    assert "TRAIN       all             9957        277" in explore
+    assert "TEST        MONOCYTE         620          4" in explore
+    assert "(320, 240)" in explore
+    augment = text_outputs(out / "02_augmentation.ipynb")
+    assert "batch: (8, 96, 96, 3) float32 | labels: (8,) int32" in augment
+    build = text_outputs(out / "03_build_mobilenetv2.ipynb")
+    assert "cells on both sides: set()" in build
+    assert "random split (leaky)" in build and "grouped by original cell" in build
+    head = read_info(models / "hematovision_head.keras")
+    assert head.image_size == 96 and head.config["per_class"] == 24 and "VALIDATION" in head.metrics
+    tuned = read_info(models / "hematovision.keras")
+    assert tuned.config["fine_tune_epochs"] == 1 and tuned.image_size == 96
+    assert "unfroze" in text_outputs(out / "04_fine_tuning.ipynb")
+    results = json.loads((models / "evaluation.json").read_text())
+    assert results["TEST"]["n_images"] == 96 and results["TEST_SIMPLE"]["n_images"] == 71
+    assert 0 <= results["TEST"]["ci_low"] <= results["TEST"]["accuracy"] <= results["TEST"]["ci_high"] <= 1
+    assert set(results["robustness"]) >= {"none", "hue +0.05", "zoom in x1.5"}
+    assert "cards: 2 | errors: 1" in text_outputs(out / "06_classify_widget.ipynb")
+    summary = course.summary([("x", 1.0)], models)
+    assert "TEST accuracy" in summary and str(models / "hematovision.keras") in summary
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_nbval_reruns_every_notebook_with_the_same_checked_outputs(executed):
+    out, _, env = executed
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-o", "addopts=", "-q", *sorted(str(p) for p in out.glob("*.ipynb"))],
+        capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT / "notebooks", timeout=1800)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
