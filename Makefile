@@ -32,5 +32,8 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
+demo: $(STAMP)
+	$(VENV)/bin/voila app/classify.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
+
 clean:
 	rm -rf build .pytest_cache

@@ -29,7 +29,7 @@ def decode_image(data: bytes, name: str = "image", max_bytes: int = MAX_FILE_BYT
         raise ImageDecodeError(f"{name}: the file is empty (0 bytes).")
     if size > max_bytes:
         raise ImageDecodeError(
-            f"{name}: the file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB. "
+            f"{name}: the file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB. "
             "Resize or crop it first.")
     try:
         with warnings.catch_warnings():

@@ -51,6 +51,7 @@ class Predictor:
         self.info = info
         spec = tf.TensorSpec((None, image_size, image_size, 3), tf.float32)
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._forward(tf.zeros((1, image_size, image_size, 3)))  # trace now, not on the first image
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, **kwargs) -> "Predictor":

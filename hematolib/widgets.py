@@ -107,7 +107,8 @@ class ClassifyApp:
         options = [("Pick a sample image...", -1)] + [
             (f"{r.class_name.title()}: {r.path.name}", i) for i, r in enumerate(self.samples)]
         self.picker = w.Dropdown(options=options, value=-1, description="Sample:")
-        self.grad_cam = w.Checkbox(value=False, description="Show Grad-CAM (where the model looks)")
+        self.grad_cam = w.Checkbox(value=False, description="Show Grad-CAM (where the model looks)",
+                                   indent=False, layout=w.Layout(width="auto"))
         self.status = w.HTML()
         self.results = w.HTML()
         self.train_button = w.Button(description="Train a quick model (about a minute)",

@@ -1,0 +1,131 @@
+"""End to end: the Voila app in Debian's chromium, driven by Playwright (no browser download).
+
+Uploads a real TEST image and checks the class shown on the page, uploads a non-image and checks
+the error, and saves screenshots to build/test-output/browser/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hematolib.config import CLASS_NAMES, Config
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "build" / "test-output" / "browser"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.real_data]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it with apt")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, real_root, weights_dir):
+    """A quick model trained on the real data, and a TEST image it classifies correctly."""
+    os.environ["HEMATO_WEIGHTS_DIR"] = str(weights_dir)
+    from hematolib import recipe
+    from hematolib.data import load_dataset
+    from hematolib.inference import Predictor
+
+    models = tmp_path_factory.mktemp("models")
+    ds = load_dataset(real_root)
+    config = Config(per_class=60, image_size=96, head_epochs=15)
+    result = recipe.run(ds, config, out=models / "hematovision.keras", verbose=0)
+    predictor = Predictor(result.model, 96)
+    for record in ds.test[::37]:
+        if predictor.predict_file(record.path).class_name == record.class_name:
+            return models, record
+    pytest.fail("the quick model got every sampled TEST image wrong")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def voila(trained, real_root, weights_dir, tmp_path_factory):
+    models, _ = trained
+    port = free_port()
+    env = {**os.environ, "HEMATO_MODELS": str(models), "HEMATO_DATA": str(real_root),
+           "HEMATO_WEIGHTS_DIR": str(weights_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log = (tmp_path_factory.mktemp("voila") / "voila.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "app" / "classify.ipynb"),
+                             "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"voila did not start: {Path(log.name).read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_upload_in_a_real_browser_shows_the_prediction_and_survives_a_bad_file(chromium, voila, trained,
+                                                                              tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    _, record = trained
+    junk = tmp_path / "holiday.jpg"
+    junk.write_text("this is not an image")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(voila, timeout=120_000)
+            button = page.get_by_role("button", name="Upload images")
+            button.wait_for(timeout=120_000)
+
+            def upload(path):  # what a user does: click, pick a file in the file chooser
+                with page.expect_file_chooser() as chooser:
+                    button.click()
+                chooser.value.set_files(str(path))
+
+            upload(record.path)
+            card = page.locator(".hv-result").first
+            card.wait_for(timeout=60_000)
+            shown = card.locator(".hv-class").inner_text()
+            assert shown.startswith(f"Predicted: {record.class_name} (")
+            assert all(c.title() in card.inner_text() for c in CLASS_NAMES)
+            page.screenshot(path=str(SHOTS / "prediction.png"), full_page=True)
+
+            upload(junk)
+            error = page.locator(".hv-error", has_text="Could not classify holiday.jpg")
+            error.wait_for(timeout=60_000)
+            assert "not an image file" in error.inner_text()
+            page.screenshot(path=str(SHOTS / "error.png"), full_page=True)
+
+            upload(record.path)  # still usable after the bad file
+            page.locator(".hv-result").first.wait_for(timeout=60_000)
+        finally:
+            browser.close()
+    assert (SHOTS / "prediction.png").stat().st_size > 10_000
