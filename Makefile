@@ -35,5 +35,8 @@ lab: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/voila app/classify.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
 
+exercises: $(STAMP)
+	$(PY) tools/make_exercises.py
+
 clean:
 	rm -rf build .pytest_cache
