@@ -54,8 +54,8 @@ def shift(images, hue: float = 0.0, brightness: float = 0.0, scale: float = 1.0)
     if scale > 1:
         x = tf.image.resize(tf.image.central_crop(x, 1 / scale), size)
     elif scale < 1:
-        pad = int(round(int(x.shape[1]) * (1 / scale - 1) / 2))
-        x = tf.image.resize(tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT"), size)
+        ph, pw = (int(round(int(n) * (1 / scale - 1) / 2)) for n in x.shape[1:3])
+        x = tf.image.resize(tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT"), size)
     return tf.clip_by_value(x, 0, 255)
 
 

@@ -35,7 +35,7 @@ def cmd_explore(args) -> int:
 
 def cmd_train(args) -> int:
     """Train the default recipe and save the model."""
-    config = Config(alpha=args.alpha, image_size=args.image_size, per_class=args.per_class,
+    config = Config(alpha=args.alpha, image_size=args.image_size, crop=not args.no_crop, per_class=args.per_class,
                     head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
     from .recipe import run
 
@@ -53,10 +53,9 @@ def cmd_evaluate(args) -> int:
     model, info = mdl.load(args.model)
     ds = _dataset(args)
     reports = {"TEST": evaluate.evaluate_records(
-        model, data.cap_per_class(ds.test, args.per_class, 0), info.image_size, "TEST")[0]}
+        model, data.cap_per_class(ds.test, args.per_class, 0), "TEST")[0]}
     if ds.test_simple:
-        reports["TEST_SIMPLE"] = evaluate.evaluate_records(model, ds.test_simple, info.image_size,
-                                                           "TEST_SIMPLE")[0]
+        reports["TEST_SIMPLE"] = evaluate.evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
     if args.json:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:
@@ -149,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=data_help)
     p.add_argument("--alpha", type=float, default=defaults.alpha, choices=(0.35, 1.0))
     p.add_argument("--image-size", type=int, default=defaults.image_size)
+    p.add_argument("--no-crop", action="store_true", help="feed whole images, not the crop around the cell")
     p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)

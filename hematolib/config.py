@@ -20,6 +20,7 @@ class Config:
 
     image_size: int = 224  # square input side, pixels
     alpha: float = 0.35  # MobileNetV2 width multiplier: 0.35 (fast) or 1.0
+    crop: bool = True  # the model crops around the stained white cell before the network
     batch_size: int = 32
     seed: int = 42
     val_fraction: float = 0.2  # share of TRAIN originals held out for validation

@@ -306,26 +306,28 @@ def fingerprint(records: Iterable[ImageRecord]) -> str:
     return h.hexdigest()[:16]
 
 
-def make_pipeline(records: Sequence[ImageRecord], image_size: int, batch_size: int = 32,
+def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, int], batch_size: int = 32,
                   shuffle: bool = False, seed: int = 0, cache: bool = True,
                   augment: Callable | None = None, prefetch: bool = True):
     """A tf.data pipeline of (images, labels) batches.
 
-    images: float32 (batch, image_size, image_size, 3) in 0..255 RGB (MobileNetV2's own
-    preprocessing to -1..1 is the first layer of the kit's models); labels: int32 (batch,).
+    images: float32 (batch, height, width, 3) in 0..255 RGB, where image_size is a side or
+    (height, width) (MobileNetV2's own preprocessing to -1..1, and any crop, are layers of the
+    kit's models); labels: int32 (batch,).
     Decoded, resized images are cached in memory as uint8 so later epochs skip JPEG decoding.
     """
     import tensorflow as tf
 
     if not records:
         raise ValueError("make_pipeline got no images; check the split and the per-class cap.")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     paths = [str(r.path) for r in records]
     labels = np.array([r.label for r in records], dtype=np.int32)
 
     def load(path, label):
         raw = tf.io.read_file(path)
         img = tf.io.decode_image(raw, channels=3, expand_animations=False)
-        img = tf.image.resize(img, (image_size, image_size), antialias=True)
+        img = tf.image.resize(img, size, antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))

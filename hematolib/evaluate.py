@@ -11,10 +11,12 @@ from .config import CLASS_NAMES
 from .data import ImageRecord, groups_of, labels_of, make_pipeline
 
 
-def predict_records(model, records: Sequence[ImageRecord], image_size: int, batch_size: int = 64,
+def predict_records(model, records: Sequence[ImageRecord], batch_size: int = 64,
                     verbose: int = 0) -> np.ndarray:
     """Class probabilities for every record, float (n, classes)."""
-    pipeline = make_pipeline(records, image_size, batch_size=batch_size, cache=False)
+    from .model import input_size
+
+    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=False)
     return np.asarray(model.predict(pipeline, verbose=verbose))
 
 
@@ -92,10 +94,10 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: s
                   per_original_accuracy=float(np.mean(per_cell)))
 
 
-def evaluate_records(model, records: Sequence[ImageRecord], image_size: int, split: str,
-                     **kwargs) -> tuple[Report, np.ndarray]:
+def evaluate_records(model, records: Sequence[ImageRecord], split: str, **kwargs
+                     ) -> tuple[Report, np.ndarray]:
     """Predict and evaluate in one step; returns (report, probabilities (n, classes))."""
-    probs = predict_records(model, records, image_size)
+    probs = predict_records(model, records)
     return evaluate(probs, labels_of(records), groups_of(records), split=split, **kwargs), probs
 
 
@@ -122,14 +124,16 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[s
     return {"edges": edges, "confidence": mean_conf, "accuracy": acc, "count": count, "ece": ece}
 
 
-def robustness(model, records: Sequence[ImageRecord], image_size: int,
-               shifts: dict[str, dict] | None = None, batch_size: int = 64) -> dict[str, float]:
-    """Accuracy under each domain shift (stain hue, brightness, scale); see augment.shift."""
+def robustness(model, records: Sequence[ImageRecord], shifts: dict[str, dict] | None = None,
+               batch_size: int = 64) -> dict[str, float]:
+    """Accuracy under each domain shift (stain hue, brightness, scale) of the whole image; see
+    augment.shift."""
     from .augment import ROBUSTNESS_SHIFTS, shift
+    from .model import input_size
 
     shifts = ROBUSTNESS_SHIFTS if shifts is None else shifts
     labels = labels_of(records)
-    pipeline = make_pipeline(records, image_size, batch_size=batch_size, cache=True)
+    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=True)
     result = {}
     for name, kwargs in shifts.items():
         preds = np.concatenate([np.asarray(model(shift(x, **kwargs), training=False)).argmax(axis=1)

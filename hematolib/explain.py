@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def grad_cam(model, image: np.ndarray, class_index: int | None = None) -> np.ndarray:
-    """Grad-CAM heatmap of a kit model for one RGB image (S, S, 3) in 0..255 at the model's size.
+def grad_cam(model, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM of a kit model for one RGB image (H, W, 3) in 0..255 at the model's input size.
 
-    Returns float (S, S) in 0..1: the base's last convolutional features weighted by the
-    gradient of the class score (the predicted class unless `class_index` is given).
+    Returns (view, heatmap): what the network saw (S, S, 3) (the crop around the cell, for
+    cropping models) and float (S, S) in 0..1, the base's last convolutional features weighted
+    by the gradient of the class score (the predicted class unless `class_index` is given).
     """
     import tensorflow as tf
 
-    from .model import base_of
+    from .model import base_of, network_view
 
-    x = tf.convert_to_tensor(np.asarray(image, dtype=np.float32)[None])
+    x = network_view(model, tf.convert_to_tensor(np.asarray(image, dtype=np.float32)[None]))
     preprocess, base = model.get_layer("mobilenetv2_preprocess"), base_of(model)
     pool, classifier = model.get_layer("pool"), model.get_layer("classifier")
     with tf.GradientTape() as tape:
@@ -28,8 +29,8 @@ def grad_cam(model, image: np.ndarray, class_index: int | None = None) -> np.nda
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(conv * weights, axis=-1))[0]
     cam = cam / (tf.reduce_max(cam) + 1e-8)
-    size = image.shape[:2]
-    return tf.image.resize(cam[..., None], size, method="bilinear")[..., 0].numpy()
+    view = x[0].numpy()
+    return view, tf.image.resize(cam[..., None], view.shape[:2], method="bilinear")[..., 0].numpy()
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:

@@ -40,18 +40,20 @@ class Prediction:
 class Predictor:
     """Wraps a kit model for single-image prediction; build once, call many times."""
 
-    def __init__(self, model, image_size: int, class_names=CLASS_NAMES,
-                 uncertain_below: float = UNCERTAIN_BELOW, info=None):
+    def __init__(self, model, class_names=CLASS_NAMES, uncertain_below: float = UNCERTAIN_BELOW,
+                 info=None):
         import tensorflow as tf
 
+        from .model import input_size
+
         self.model = model
-        self.image_size = image_size
+        self.input_size = input_size(model)  # (height, width) the model takes
         self.class_names = tuple(class_names)
         self.uncertain_below = uncertain_below
         self.info = info
-        spec = tf.TensorSpec((None, image_size, image_size, 3), tf.float32)
+        spec = tf.TensorSpec((None, *self.input_size, 3), tf.float32)
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        self._forward(tf.zeros((1, image_size, image_size, 3)))  # trace now, not on the first image
+        self._forward(tf.zeros((1, *self.input_size, 3)))  # trace now, not on the first image
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, **kwargs) -> "Predictor":
@@ -59,13 +61,13 @@ class Predictor:
         from .model import load
 
         model, info = load(path or default_model_path())
-        return cls(model, info.image_size, info.class_names, info=info, **kwargs)
+        return cls(model, info.class_names, info=info, **kwargs)
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        """Resize an RGB uint8 (H, W, 3) image as training did: float32 (1, S, S, 3) in 0..255."""
+        """Resize an RGB uint8 (H, W, 3) image as training did: float32 (1, height, width, 3), 0..255."""
         import tensorflow as tf
 
-        img = tf.image.resize(rgb[None], (self.image_size, self.image_size), antialias=True)
+        img = tf.image.resize(rgb[None], self.input_size, antialias=True)
         return tf.clip_by_value(tf.round(img), 0, 255).numpy().astype(np.float32)
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:

@@ -18,6 +18,9 @@ from .files import atomic_path, write_text_atomic
 WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 BASE_NAME = "mobilenetv2"  # name of the nested base model inside the kit's models
 PREPROCESSING = "RGB 0..255 in; the model's first layer maps x -> x/127.5 - 1 (MobileNetV2)"
+CROP_PREPROCESSING = ("RGB 0..255 at the input size; the model crops around the stained white cell, "
+                      "resizes the crop to image_size, then maps x -> x/127.5 - 1 (MobileNetV2)")
+SMEAR_SIZE = (240, 320)  # (height, width) of the dataset's images: the input of cropping models
 METADATA_ENTRY = "hematovision.json"  # metadata is stored inside the .keras zip as well
 FORMAT_VERSION = 1
 
@@ -68,11 +71,14 @@ def resolve_weights(alpha: float, download: bool = True) -> Path:
 
 
 def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLASS_NAMES),
-          dropout: float = 0.2, weights: str | Path | None = "imagenet", seed: int | None = 0):
+          dropout: float = 0.2, weights: str | Path | None = "imagenet", seed: int | None = 0,
+          crop: bool = False):
     """MobileNetV2 (frozen, BatchNorm in inference mode) + pooling + dropout + softmax head.
 
-    Input: float (batch, image_size, image_size, 3) RGB in 0..255. Output: (batch, num_classes)
-    probabilities. weights: "imagenet" (found by `resolve_weights`), a file path, or None.
+    Input: float RGB in 0..255, (batch, image_size, image_size, 3); with `crop`, whole smear
+    images (batch, 240, 320, 3) that the model's first layer crops around the white cell and
+    resizes to image_size. Output: (batch, num_classes) probabilities.
+    weights: "imagenet" (found by `resolve_weights`), a file path, or None.
     seed: seeds Keras's initializers, so the same seed builds the same model (None: unseeded).
     """
     import keras
@@ -82,8 +88,14 @@ def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLA
         keras.utils.set_random_seed(seed)
     if weights == "imagenet":
         weights = resolve_weights(alpha)
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = layers.Rescaling(1 / 127.5, offset=-1, name="mobilenetv2_preprocess")(inputs)
+    if crop:
+        from .locate import cell_crop_layer
+
+        inputs = keras.Input((*SMEAR_SIZE, 3), name="image")
+        x = cell_crop_layer(image_size)(inputs)
+    else:
+        inputs = x = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1, name="mobilenetv2_preprocess")(x)
     base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=alpha,
                                           include_top=False, weights=None, name=BASE_NAME)
     if weights is not None:
@@ -93,7 +105,23 @@ def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLA
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name=f"hematovision_mobilenetv2_{alpha}_{image_size}")
+    return keras.Model(inputs, outputs, name=f"hematovision_mobilenetv2_{alpha}_{image_size}"
+                       + ("_crop" if crop else ""))
+
+
+def input_size(model) -> tuple[int, int]:
+    """(height, width) of the images a kit model takes."""
+    return tuple(int(d) for d in model.input_shape[1:3])
+
+
+def crops(model) -> bool:
+    """True when the model crops around the white cell itself."""
+    return any(layer.name == "cell_crop" for layer in model.layers)
+
+
+def network_view(model, images):
+    """What the base sees: images (batch, H, W, 3) at the input size -> (batch, S, S, 3), 0..255."""
+    return model.get_layer("cell_crop")(images) if crops(model) else images
 
 
 def base_of(model):
@@ -153,8 +181,10 @@ class ModelInfo:
     """What a saved model was trained for and on; stored next to and inside the .keras file."""
 
     class_names: list[str]
-    image_size: int
+    image_size: int  # side of the square the network sees
     alpha: float
+    input_size: list[int] = field(default_factory=list)  # [height, width] the model takes
+    crop: bool = False  # the model crops around the white cell itself
     preprocessing: str = PREPROCESSING
     data_fingerprint: str = ""
     synthetic_data: bool = False
@@ -162,6 +192,11 @@ class ModelInfo:
     config: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self):
+        self.input_size = list(self.input_size or (SMEAR_SIZE if self.crop else (self.image_size,) * 2))
+        if self.crop and self.preprocessing == PREPROCESSING:
+            self.preprocessing = CROP_PREPROCESSING
 
     @classmethod
     def from_dict(cls, d: dict, source: str) -> "ModelInfo":
@@ -230,6 +265,9 @@ def load(path: str | Path, class_names: tuple[str, ...] = CLASS_NAMES, safe_mode
     """
     import keras
 
+    from .locate import register
+
+    register()  # CellCrop must be known to Keras before loading
     path = Path(path)
     info = read_info(path)
     if list(info.class_names) != list(class_names):
@@ -245,9 +283,9 @@ def load(path: str | Path, class_names: tuple[str, ...] = CLASS_NAMES, safe_mode
                 from None
         raise ModelFileError(f"{path}: Keras cannot load this model ({exc}).") from None
     shape = tuple(model.input_shape[1:])
-    if shape != (info.image_size, info.image_size, 3):
+    if shape != (*info.input_size, 3):
         raise ModelFileError(f"{path}: the model takes inputs of shape {shape}, but its metadata "
-                             f"says {info.image_size}x{info.image_size}x3.")
+                             f"says {info.input_size[0]}x{info.input_size[1]}x3.")
     if model.output_shape[-1] != len(class_names):
         raise ModelFileError(f"{path}: the model has {model.output_shape[-1]} outputs, "
                              f"expected {len(class_names)}.")

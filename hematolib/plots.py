@@ -216,19 +216,19 @@ def mistakes(errors, columns: int = 4):
     return fig
 
 
-def grad_cams(model, records: Sequence[ImageRecord], image_size: int):
-    """Each image beside its Grad-CAM overlay, titled with true and predicted class."""
+def grad_cams(model, records: Sequence[ImageRecord]):
+    """What the network saw beside its Grad-CAM overlay, titled with true and predicted class."""
     from .explain import grad_cam, overlay
     from .images import read_image
     from .inference import Predictor
 
-    predictor = Predictor(model, image_size)
+    predictor = Predictor(model)
     fig, axes = _figure(5, 2.4 * len(records), ncols=2, nrows=len(records))
     for row, record in enumerate(records):
         image = predictor.preprocess(read_image(record.path)[0])[0]
         probs = predictor.probabilities(image.astype(np.uint8))
-        cam = grad_cam(model, image)
-        for ax, shown in zip(axes[row], (image, overlay(image, cam))):
+        view, cam = grad_cam(model, image)
+        for ax, shown in zip(axes[row], (view, overlay(view, cam))):
             ax.imshow(np.asarray(shown).astype(np.uint8))
             ax.axis("off")
         axes[row, 0].set_title(f"true {record.class_name.title()}", fontsize=8)
@@ -250,5 +250,28 @@ def confidence_histogram(probs: np.ndarray, labels: np.ndarray, title: str = "Co
     ax.set_ylabel("images")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cell_crops(records: Sequence[ImageRecord], size: int = 128):
+    """Each image with the box the locator found, above the crop the network sees."""
+    from PIL import Image, ImageDraw
+
+    from .locate import crop_cell, locate_cell
+
+    fig, axes = _figure(2.4 * len(records), 4.4, ncols=len(records), nrows=2)
+    for col, record in enumerate(records):
+        with Image.open(record.path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        y, x, side = (int(v) for v in locate_cell(rgb))
+        boxed = Image.fromarray(rgb)
+        ImageDraw.Draw(boxed).rectangle([x - side // 2, y - side // 2, x + side // 2, y + side // 2],
+                                        outline=(0, 200, 0), width=3)
+        crop = Image.fromarray(np.asarray(crop_cell(rgb))).resize((size, size))
+        for row, shown in enumerate((boxed, crop)):
+            axes[row, col].imshow(shown)
+            axes[row, col].axis("off")
+        axes[0, col].set_title(record.class_name.title(), fontsize=8)
     fig.tight_layout()
     return fig

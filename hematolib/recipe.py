@@ -41,16 +41,15 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
 
     train, val = split(ds, config)
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
-                      seed=config.seed)
+                      seed=config.seed, crop=config.crop)
     histories = [fit_head(model, train, val, config, verbose=verbose)]
     if config.fine_tune_epochs:
         histories.append(fine_tune(model, train, val, config, verbose=verbose))
-    reports = {"VALIDATION": evaluate_records(model, val, config.image_size, "VALIDATION")[0],
+    reports = {"VALIDATION": evaluate_records(model, val, "VALIDATION")[0],
                "TEST": evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed),
-                                        config.image_size, "TEST")[0]}
+                                        "TEST")[0]}
     if ds.test_simple:
-        reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, config.image_size,
-                                                  "TEST_SIMPLE")[0]
+        reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
     path = mdl.save(model, out, model_info(config, ds, train, reports)) if out is not None else None
     return RecipeResult(model, path, reports, histories)
 
@@ -65,10 +64,11 @@ def compare_splits(ds: Dataset, config: Config, verbose: int = 0) -> dict[str, d
     out = {}
     for name, splitter in (("random split (leaky)", split_random), ("grouped by original cell", split_by_original)):
         train, val = split(ds, config, splitter)
-        model = mdl.build(alpha=config.alpha, image_size=config.image_size, seed=config.seed)
+        model = mdl.build(alpha=config.alpha, image_size=config.image_size, seed=config.seed,
+                          crop=config.crop)
         fit_head(model, train, val, config, verbose=verbose)
-        out[name] = {"validation": evaluate_records(model, val, config.image_size, "VALIDATION")[0].accuracy,
-                     "test": evaluate_records(model, test, config.image_size, "TEST")[0].accuracy}
+        out[name] = {"validation": evaluate_records(model, val, "VALIDATION")[0].accuracy,
+                     "test": evaluate_records(model, test, "TEST")[0].accuracy}
     return out
 
 
@@ -98,7 +98,7 @@ def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report]):
     from . import model as mdl
 
     return mdl.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
-                         alpha=config.alpha, data_fingerprint=fingerprint(train),
+                         alpha=config.alpha, crop=config.crop, data_fingerprint=fingerprint(train),
                          synthetic_data=ds.synthetic, config=config.to_dict(),
                          metrics={k: r.to_dict() for k, r in reports.items()})
 

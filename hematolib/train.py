@@ -13,7 +13,7 @@ import numpy as np
 from .config import Config, cache_dir
 from .files import atomic_path
 from .data import ImageRecord, labels_of, make_pipeline
-from .model import base_of, feature_extractor, head_of, unfreeze_top
+from .model import base_of, crops, feature_extractor, head_of, input_size, unfreeze_top
 
 
 @dataclass
@@ -53,9 +53,12 @@ def _weights_digest(model) -> str:
     return h.hexdigest()[:16]
 
 
-def feature_store_path(model, image_size: int) -> Path:
-    """The cache file of features computed with this model's base weights at this input size."""
-    return cache_dir() / "features" / f"{_weights_digest(model)}_{image_size}.npz"
+def feature_store_path(model) -> Path:
+    """The cache file of features computed with this model's base weights and preprocessing."""
+    h, w = input_size(model)
+    side = int(base_of(model).input_shape[1])
+    crop = "_crop" if crops(model) else ""
+    return cache_dir() / "features" / f"{_weights_digest(model)}_{h}x{w}_{side}{crop}.npz"
 
 
 def _record_key(r: ImageRecord) -> str:
@@ -63,14 +66,14 @@ def _record_key(r: ImageRecord) -> str:
     return f"{r.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def extract_features(model, records: Sequence[ImageRecord], image_size: int, batch_size: int = 64,
+def extract_features(model, records: Sequence[ImageRecord], batch_size: int = 64,
                      cache: bool = True, verbose: int = 1) -> np.ndarray:
     """Pooled base features of every image, float32 (n, channels).
 
     With `cache`, features are kept per image file on disk, so any later split or subset of
     the same images is read back instead of recomputed; only new images go through the network.
     """
-    path = feature_store_path(model, image_size)
+    path = feature_store_path(model)
     keys = [_record_key(r) for r in records]
     stored_keys, stored = [], None
     if cache and path.exists():
@@ -79,7 +82,8 @@ def extract_features(model, records: Sequence[ImageRecord], image_size: int, bat
     index = {k: i for i, k in enumerate(stored_keys)}
     missing = {k: r for k, r in zip(keys, records) if k not in index}
     if missing:
-        pipeline = make_pipeline(list(missing.values()), image_size, batch_size=batch_size, cache=False)
+        pipeline = make_pipeline(list(missing.values()), input_size(model), batch_size=batch_size,
+                                 cache=False)
         new = feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
         stored = new if stored is None else np.concatenate([stored, new])
         for k in missing:
@@ -132,8 +136,8 @@ def fit_head(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], co
     import keras
 
     set_seed(config.seed)
-    x_train = extract_features(model, train, config.image_size, cache=cache, verbose=verbose)
-    x_val = extract_features(model, val, config.image_size, cache=cache, verbose=verbose)
+    x_train = extract_features(model, train, cache=cache, verbose=verbose)
+    x_val = extract_features(model, val, cache=cache, verbose=verbose)
     y_train, y_val = labels_of(train), labels_of(val)
     k = len(config.class_names)
     head = head_of(model)
@@ -164,7 +168,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     smooth = config.label_smoothing
 
     def pipeline(records, shuffle, aug):
-        ds = make_pipeline(records, config.image_size, config.batch_size, shuffle=shuffle,
+        ds = make_pipeline(records, input_size(model), config.batch_size, shuffle=shuffle,
                            seed=config.seed, augment=aug)
         return ds.map(lambda x, y: (x, _one_hot(y, k))) if smooth else ds
 

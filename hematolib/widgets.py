@@ -153,8 +153,9 @@ class ClassifyApp:
         if ready:
             info = getattr(self.predictor, "info", None)
             warn = " <b>Trained on SYNTHETIC data: a demo only.</b>" if info and info.synthetic_data else ""
-            self.status.value = (f"Model ready ({self.predictor.image_size}px input). Upload smear images "
-                                 f"or pick a sample.{warn}")
+            crop = " crops around the white cell," if info and info.crop else ""
+            self.status.value = (f"Model ready ({'x'.join(map(str, self.predictor.input_size))} input;"
+                                 f"{crop} loaded once). Upload smear images or pick a sample.{warn}")
         else:
             self.status.value = (f"<div class='hv-card hv-error'>No model at {html.escape(str(self.model_path))}. "
                                  "Run notebooks 03 and 04 to train one, or train a quick one here.</div>")
@@ -168,7 +169,7 @@ class ClassifyApp:
         self.train_button.disabled = True
         try:
             model, info = load_or_train(self.model_path)
-            self.predictor = Predictor(model, info.image_size, info.class_names, info=info)
+            self.predictor = Predictor(model, info.class_names, info=info)
         except Exception as exc:  # noqa: BLE001 - shown to the user, the widget stays usable
             self.status.value = error_html("quick model", f"training failed: {exc}")
             self.train_button.disabled = False
@@ -188,8 +189,7 @@ class ClassifyApp:
             return error_html(name, str(exc))
         cam = None
         if self.grad_cam.value:
-            resized = self.predictor.preprocess(rgb)[0]
-            cam = overlay(resized, grad_cam(self.predictor.model, resized))
+            cam = overlay(*grad_cam(self.predictor.model, self.predictor.preprocess(rgb)[0]))
         return result_html(prediction, rgb, cam)
 
     def classify_files(self, files: Iterable[tuple[str, bytes]]) -> None:

@@ -50,7 +50,7 @@ def trained(tmp_path_factory, real_root, weights_dir):
     ds = load_dataset(real_root)
     config = Config(per_class=60, image_size=96, head_epochs=15)
     result = recipe.run(ds, config, out=models / "hematovision.keras", verbose=0)
-    predictor = Predictor(result.model, 96)
+    predictor = Predictor(result.model)
     for record in ds.test[::37]:
         if predictor.predict_file(record.path).class_name == record.class_name:
             return models, record

@@ -200,7 +200,7 @@ def test_model_for_other_classes_is_refused(small_model, tmp_path):
 
 def test_metadata_that_disagrees_with_the_model_is_refused(small_model, tmp_path):
     path = mdl.save(small_model, tmp_path / "m.keras", info_for(small_model))
-    _rewrite_metadata(path, image_size=224)
+    _rewrite_metadata(path, input_size=[224, 224])
     with pytest.raises(ModelFileError, match=r"inputs of shape \(64, 64, 3\).*metadata says 224x224x3"):
         mdl.load(path)
     _rewrite_metadata(path, image_size=None)

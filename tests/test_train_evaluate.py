@@ -68,14 +68,14 @@ def synthetic_split(synthetic_root):
 def test_features_are_cached_and_reused(synthetic_split, monkeypatch):
     (tr, _), _ = synthetic_split
     model = mdl.build(alpha=0.35, image_size=64, weights=None)
-    first = train.extract_features(model, tr[:40], 64, verbose=0)
-    assert train.feature_store_path(model, 64).exists()
-    more = train.extract_features(model, tr[20:60], 64, verbose=0)  # 20 known, 20 new images
+    first = train.extract_features(model, tr[:40], verbose=0)
+    assert train.feature_store_path(model).exists()
+    more = train.extract_features(model, tr[20:60], verbose=0)  # 20 known, 20 new images
     np.testing.assert_array_equal(more[:20], first[20:40])
-    fresh = train.extract_features(model, tr[:5], 64, verbose=0, cache=False)
+    fresh = train.extract_features(model, tr[:5], verbose=0, cache=False)
     np.testing.assert_allclose(fresh, first[:5], rtol=1e-4, atol=1e-5)
     monkeypatch.setattr(train, "feature_extractor", lambda m: pytest.fail("features were recomputed"))
-    again = train.extract_features(model, list(reversed(tr[:60])), 64, verbose=0)
+    again = train.extract_features(model, list(reversed(tr[:60])), verbose=0)
     np.testing.assert_array_equal(again[::-1][:40], first)
     assert first.shape == (40, 1280)
 
@@ -112,5 +112,5 @@ def test_head_on_imagenet_features_learns_the_synthetic_cells(synthetic_split, w
     config = Config(alpha=0.35, image_size=96, head_epochs=40, patience=8, batch_size=16)
     model = mdl.build(alpha=0.35, image_size=96)
     train.fit_head(model, tr, va, config, verbose=0)
-    report, _ = evaluate.evaluate_records(model, ds.test, 96, "TEST")
+    report, _ = evaluate.evaluate_records(model, ds.test, "TEST")
     assert report.accuracy >= 0.75, report.summary()

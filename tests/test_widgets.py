@@ -18,7 +18,7 @@ from hematolib.widgets import ClassifyApp, iter_uploads
 
 @pytest.fixture(scope="module")
 def predictor():
-    return Predictor(mdl.build(alpha=0.35, image_size=64, weights=None), 64)
+    return Predictor(mdl.build(alpha=0.35, image_size=64, weights=None))
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_grad_cam_switch_adds_an_overlay(app, synthetic_root):
 
 
 def test_uncertain_predictions_are_flagged(predictor, synthetic_root):
-    app = ClassifyApp(Predictor(predictor.model, 64, uncertain_below=1.01))
+    app = ClassifyApp(Predictor(predictor.model, uncertain_below=1.01))
     assert "Uncertain: confidence below" in app.classify("a.jpeg", smear(synthetic_root))
 
 

@@ -1,0 +1,98 @@
+"""Finding the white cell and cropping around it, and models that do it themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hematolib import model as mdl
+from hematolib.data import load_dataset
+from hematolib.locate import crop_cell, locate_cell
+
+BACKGROUND, RED_CELL, NUCLEUS = (232, 214, 220), (222, 150, 162), (90, 40, 140)
+
+
+def smear_with_nucleus(cy, cx, radius=18, size=(240, 320)):
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    img = np.empty((*size, 3), np.uint8)
+    img[:] = BACKGROUND
+    for ry, rx in ((40, 40), (200, 290), (120, 60)):  # pink red cells: no stain
+        img[(yy - ry) ** 2 + (xx - rx) ** 2 < 20 ** 2] = RED_CELL
+    img[(yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2] = NUCLEUS
+    return img
+
+
+@pytest.mark.parametrize("cy, cx", [(120, 160), (60, 250), (200, 30)])
+def test_the_nucleus_is_found_wherever_it_is(cy, cx):
+    y, x, side = (int(v) for v in locate_cell(smear_with_nucleus(cy, cx)))
+    assert abs(y - cy) <= 2 and abs(x - cx) <= 2
+    assert 0.35 * 240 <= side <= 240
+
+
+def test_platelets_do_not_beat_the_nucleus():
+    img = smear_with_nucleus(150, 220)
+    img[20:24, 100:104] = NUCLEUS  # a platelet: small and just as purple
+    y, x, _ = (int(v) for v in locate_cell(img))
+    assert abs(y - 150) <= 2 and abs(x - 220) <= 2
+
+
+def test_crop_stays_inside_the_image_and_centres_the_cell_when_it_can():
+    crop = np.asarray(crop_cell(smear_with_nucleus(120, 160)))
+    side = crop.shape[0]
+    assert crop.shape == (side, side, 3)
+    centre = crop[side // 2 - 2: side // 2 + 2, side // 2 - 2: side // 2 + 2]
+    assert (centre == NUCLEUS).all()
+    edge = np.asarray(crop_cell(smear_with_nucleus(230, 5)))
+    assert edge.shape[0] == edge.shape[1] <= 240
+
+
+def test_a_tight_photo_of_one_cell_is_not_cut():
+    img = smear_with_nucleus(60, 60, radius=45, size=(120, 120))
+    assert int(locate_cell(img)[2]) == 120  # the box grows with the nucleus, up to the whole image
+
+
+def test_an_image_without_stain_falls_back_to_the_centre():
+    y, x, side = (int(v) for v in locate_cell(np.full((100, 160, 3), 200, np.uint8)))
+    assert (y, x, side) == (50, 80, 100)
+
+
+def test_synthetic_white_cells_are_found(synthetic_root):
+    for record in load_dataset(synthetic_root).test_simple:  # cells drawn near the centre
+        from PIL import Image
+
+        img = np.asarray(Image.open(record.path).convert("RGB"))
+        y, x, _ = (int(v) for v in locate_cell(img))
+        assert abs(y - img.shape[0] / 2) < 0.2 * img.shape[0] and abs(x - img.shape[1] / 2) < 0.2 * img.shape[1]
+
+
+def test_cropping_model_takes_whole_smears_and_saves_and_loads_in_safe_mode(tmp_path):
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    assert mdl.input_size(model) == (240, 320) and mdl.crops(model)
+    images = np.stack([smear_with_nucleus(60, 250), smear_with_nucleus(180, 40)]).astype("float32")
+    view = np.asarray(mdl.network_view(model, images))
+    assert view.shape == (2, 64, 64, 3)
+    info = mdl.ModelInfo(class_names=["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"],
+                         image_size=64, alpha=0.35, crop=True)
+    assert info.input_size == [240, 320] and "crops around" in info.preprocessing
+    path = mdl.save(model, tmp_path / "crop.keras", info)
+    loaded, loaded_info = mdl.load(path)  # safe mode: CellCrop is a registered layer, not a Lambda
+    np.testing.assert_allclose(loaded(images).numpy(), model(images).numpy(), rtol=1e-5)
+    assert loaded_info.crop
+
+
+@pytest.mark.real_data
+def test_the_cell_is_found_in_real_test_simple_images(real_dataset):
+    """A proxy check (the shipped annotations box only red cells): the crop holds most of the
+    image's nucleus stain, which on these smears belongs to the one white cell."""
+    from PIL import Image
+
+    from hematolib.locate import stain_map
+
+    shares = []
+    for record in real_dataset.test_simple:
+        img = np.asarray(Image.open(record.path).convert("RGB"))
+        y, x, side = (int(v) for v in locate_cell(img))
+        stain = np.asarray(stain_map(img))
+        top, left = min(max(0, y - side // 2), 240 - side), min(max(0, x - side // 2), 320 - side)
+        shares.append(stain[top: top + side, left: left + side].sum() / stain.sum())
+    assert np.mean(np.array(shares) > 0.6) >= 0.9, sorted(shares)[:10]
