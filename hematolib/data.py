@@ -51,6 +51,7 @@ class Dataset:
     splits: dict[str, list[ImageRecord]]
     problems: list[tuple[Path, str]] = field(default_factory=list)
     synthetic: bool = False
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # same bytes, different splits
 
     @property
     def train(self) -> list[ImageRecord]:
@@ -176,7 +177,39 @@ def load_dataset(root: str | Path, check: str = "quick", synthetic: bool = False
         listing = "; ".join(f"{p.name}: {why}" for p, why in problems[:5])
         warnings.warn(f"Skipped {len(problems)} unreadable image(s) in {images_dir}: {listing}"
                       + (" ..." if len(problems) > 5 else ""), stacklevel=2)
-    return Dataset(root, images_dir, splits, problems, synthetic)
+    duplicates = cross_split_duplicates(splits)
+    if duplicates:
+        listing = "; ".join(f"{a.relative_to(images_dir)} == {b.relative_to(images_dir)}"
+                            for a, b in duplicates[:3])
+        warnings.warn(f"{len(duplicates)} image(s) appear, byte for byte, in more than one split "
+                      f"({listing}): scores on those splits include images the model trained on.",
+                      stacklevel=2)
+    return Dataset(root, images_dir, splits, problems, synthetic, duplicates)
+
+
+def cross_split_duplicates(splits: dict[str, list[ImageRecord]]) -> list[tuple[Path, Path]]:
+    """Pairs of byte-identical files in different splits (TRAIN vs TEST, say).
+
+    Only files of equal size are hashed, so this costs a stat per file on a clean dataset.
+    TEST_SIMPLE is left out: it holds the TEST originals by design.
+    """
+    from .files import sha256_file
+
+    by_size: dict[int, list[ImageRecord]] = defaultdict(list)
+    for split, recs in splits.items():
+        if split != "TEST_SIMPLE":
+            for r in recs:
+                by_size[r.path.stat().st_size].append(r)
+    pairs = []
+    for group in by_size.values():
+        if len({r.split for r in group}) < 2:
+            continue
+        by_hash: dict[str, list[ImageRecord]] = defaultdict(list)
+        for r in group:
+            by_hash[sha256_file(r.path)].append(r)
+        for same in by_hash.values():
+            pairs += [(a.path, b.path) for i, a in enumerate(same) for b in same[i + 1:] if a.split != b.split]
+    return pairs
 
 
 HOW_TO_GET_DATA = ("Get the Kaggle blood-cells dataset with `python -m hematolib download` "

@@ -191,3 +191,47 @@ def test_pipeline_yields_resized_float_batches_with_labels(synthetic_root):
 def test_pipeline_refuses_an_empty_list():
     with pytest.raises(ValueError, match="no images"):
         data.make_pipeline([], 64)
+
+
+# --- reliability: odd datasets ------------------------------------------------------------------
+
+def test_duplicates_across_splits_are_warned(synthetic_copy):
+    images = images_dir(synthetic_copy)
+    source = sorted((images / "TRAIN" / "MONOCYTE").iterdir())[0]
+    shutil.copy(source, images / "TEST" / "MONOCYTE" / "_99_1.jpeg")
+    with pytest.warns(UserWarning, match="1 image\\(s\\) appear, byte for byte, in more than one split"):
+        ds = load_dataset(synthetic_copy)
+    assert [(a.name, b.name) for a, b in ds.duplicates] in ([(source.name, "_99_1.jpeg")], [("_99_1.jpeg", source.name)])
+
+
+def test_clean_dataset_has_no_duplicates(synthetic_root):
+    assert load_dataset(synthetic_root).duplicates == []
+
+
+def test_images_of_unexpected_size_and_mode_are_resized_into_the_pipeline(synthetic_copy):
+    from PIL import Image
+
+    folder = images_dir(synthetic_copy) / "TRAIN" / "LYMPHOCYTE"
+    Image.new("L", (1000, 50), 80).save(folder / "_98_1.png")  # grayscale, odd size, PNG
+    Image.new("RGBA", (30, 90), (200, 0, 0, 255)).save(folder / "_97_1.png")
+    ds = load_dataset(synthetic_copy)
+    odd = [r for r in ds.train if r.path.suffix == ".png"]
+    x, _ = next(iter(data.make_pipeline(odd, 48, batch_size=2)))
+    assert x.shape == (2, 48, 48, 3)
+
+
+def test_a_read_only_data_folder_is_read_and_never_written(synthetic_copy):
+    import os
+    import stat
+
+    before = sorted((p, p.stat().st_mtime_ns) for p in synthetic_copy.rglob("*"))
+    for p in [synthetic_copy, *synthetic_copy.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        ds = load_dataset(synthetic_copy)
+        list(data.make_pipeline(ds.test[:8], 32, batch_size=8))
+    finally:
+        for p in [synthetic_copy, *synthetic_copy.rglob("*")]:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    assert sorted((p, p.stat().st_mtime_ns) for p in synthetic_copy.rglob("*")) == before
+    assert os.access(synthetic_copy, os.R_OK)

@@ -114,3 +114,21 @@ def test_head_on_imagenet_features_learns_the_synthetic_cells(synthetic_split, w
     train.fit_head(model, tr, va, config, verbose=0)
     report, _ = evaluate.evaluate_records(model, ds.test, "TEST")
     assert report.accuracy >= 0.75, report.summary()
+
+
+def test_save_if_better_never_silently_replaces_a_better_model(tmp_path):
+    from hematolib import recipe
+
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+
+    def info(acc):
+        return mdl.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
+                             metrics={"VALIDATION": {"accuracy": acc}})
+
+    path = tmp_path / "best.keras"
+    assert recipe.save_if_better(model, path, info(0.8))[0]
+    saved, message = recipe.save_if_better(model, path, info(0.6))
+    assert not saved and "Kept the existing best.keras" in message and "80.0%" in message
+    assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.8
+    assert recipe.save_if_better(model, path, info(0.9))[0]
+    assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.9
