@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["augment", "cli", "config", "data", "download", "evaluate", "explain", "files", "images",
+__all__ = ["augment", "cli", "config", "data", "download", "evaluate", "explain", "export", "files", "images",
            "inference", "model", "plots", "recipe", "synthetic", "train", "widgets"]
 
 
