@@ -14,6 +14,7 @@ help:
 	@echo "make lab        JupyterLab on the notebooks"
 	@echo "make demo       the classify widget as a web page (Voila on 127.0.0.1)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make benchmark  kit recipe vs tutorial recipe on the full data (ARGS=--quick: a few minutes)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ lab: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/voila app/classify.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/benchmark.py $(ARGS)
 
 exercises: $(STAMP)
 	$(PY) tools/make_exercises.py

@@ -48,7 +48,7 @@ def trained(tmp_path_factory, real_root, weights_dir):
 
     models = tmp_path_factory.mktemp("models")
     ds = load_dataset(real_root)
-    config = Config(per_class=60, image_size=96, head_epochs=15)
+    config = Config(per_class=60, image_size=96, head_epochs=15, fine_tune_epochs=0)
     result = recipe.run(ds, config, out=models / "hematovision.keras", verbose=0)
     predictor = Predictor(result.model)
     for record in ds.test[::37]:

@@ -44,7 +44,7 @@ def test_predict_with_missing_model_explains(tmp_path, synthetic_root):
 def test_train_on_real_data_then_predict_and_evaluate(real_root, weights_dir, tmp_path):
     model = tmp_path / "quick.keras"
     env = {"HEMATO_DATA": str(real_root), "HEMATO_WEIGHTS_DIR": str(weights_dir)}
-    out = run("train", "--per-class", 24, "--epochs", 4, "--image-size", 96, "--out", model,
+    out = run("train", "--per-class", 24, "--epochs", 4, "--fine-tune-epochs", 0, "--image-size", 96, "--out", model,
               "--verbose", 0, env=env).stdout
     assert "TEST: accuracy" in out and f"Model saved to {model}" in out
     test_dir = real_root / "dataset2-master" / "images" / "TEST"

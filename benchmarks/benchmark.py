@@ -1,0 +1,186 @@
+"""`make benchmark`: the kit's default recipe against the usual tutorial recipe, on a CPU.
+
+Trains each recipe on TRAIN, touches TEST once per recipe, and writes build/benchmark/results.json
+and results.md (the table the README shows). `--quick` runs a small version in a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import hematolib as hl
+from hematolib.config import CLASS_NAMES, PROJECT_DIR, Config
+
+OUT = PROJECT_DIR / "build" / "benchmark"
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, MB (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def latency(predict, images: list[np.ndarray], warmup: int = 5) -> dict[str, float]:
+    """Median and 95th percentile seconds of `predict(image)` over `images`."""
+    for image in images[:warmup]:
+        predict(image)
+    times = []
+    for image in images:
+        start = time.perf_counter()
+        predict(image)
+        times.append(time.perf_counter() - start)
+    return {"median_ms": float(np.median(times) * 1000), "p95_ms": float(np.percentile(times, 95) * 1000)}
+
+
+def report_dict(report) -> dict:
+    return {"accuracy": report.accuracy, "ci_low": report.ci_low, "ci_high": report.ci_high,
+            "correct": report.correct, "n_images": report.n_images, "n_originals": report.n_originals,
+            "recall": {c: m["recall"] for c, m in report.per_class.items()}}
+
+
+def kit_recipe(ds, config: Config, latency_images: int) -> dict:
+    """The kit's default recipe, timed stage by stage."""
+    stages, start = {}, time.perf_counter()
+    train, val = hl.recipe.split(ds, config)
+    model = hl.model.build(alpha=config.alpha, image_size=config.image_size, crop=config.crop, seed=config.seed)
+    t = time.perf_counter()
+    hl.train.extract_features(model, train + val, cache=False, verbose=0)  # timed without the cache...
+    stages["feature extraction"] = time.perf_counter() - t
+    hl.train.extract_features(model, train + val, verbose=0)  # ...then stored for the head
+    t = time.perf_counter()
+    head = hl.train.fit_head(model, train, val, config, verbose=0)
+    stages["head"] = time.perf_counter() - t
+    val_head = hl.evaluate.evaluate_records(model, val, "VALIDATION")[0].accuracy
+    if config.fine_tune_epochs:
+        t = time.perf_counter()
+        hl.train.fine_tune(model, train, val, config, augment=hl.augment.build(seed=config.seed), verbose=2)
+        stages["fine-tuning"] = time.perf_counter() - t
+    total = time.perf_counter() - start
+    val_report = hl.evaluate.evaluate_records(model, val, "VALIDATION")[0]
+    test, test_probs = hl.evaluate.evaluate_records(model, ds.test, "TEST")
+    simple = hl.evaluate.evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
+    info = hl.recipe.model_info(config, ds, train, {"VALIDATION": val_report, "TEST": test, "TEST_SIMPLE": simple})
+    path = hl.model.save(model, OUT / "hematovision.keras", info)
+
+    predictor = hl.inference.Predictor(model)
+    sample = hl.data.cap_per_class(ds.test, max(1, latency_images // 4), seed=0)
+    rgbs = [hl.images.read_image(r.path)[0] for r in sample]
+    keras_latency = latency(lambda rgb: predictor.predict_array(rgb), rgbs)
+    lite = hl.export.TFLiteModel(hl.export.to_tflite(model, OUT / "hematovision.tflite"))
+    lite_latency = latency(lambda rgb: lite.probabilities(predictor.preprocess(rgb)[0]), rgbs)
+    lite_pred = np.array([lite.probabilities(x).argmax() for batch, _ in
+                          hl.data.make_pipeline(ds.test, lite.input_size, batch_size=64) for x in batch.numpy()])
+    return {
+        "recipe": f"kit: MobileNetV2 alpha {config.alpha}, crop around the white cell, {config.image_size} px, "
+                  f"head on cached features{f' + fine-tuning top {config.fine_tune_layers} layers x {config.fine_tune_epochs} epochs' if config.fine_tune_epochs else ''}",
+        "config": config.to_dict(), "model": str(path),
+        "validation_split": "grouped by original cell", "validation_accuracy": val_report.accuracy,
+        "validation_accuracy_head_only": val_head, "head_epochs": head.epochs,
+        "test": report_dict(test), "test_simple": report_dict(simple),
+        "train_seconds": total, "stage_seconds": stages, "peak_memory_mb": peak_memory_mb(),
+        "latency_keras": keras_latency, "latency_tflite": lite_latency,
+        "tflite_test_accuracy": float((lite_pred == hl.data.labels_of(ds.test)).mean()),
+    }
+
+
+def tutorial_recipe(ds, epochs: int, max_batches: int | None) -> dict:
+    """The usual tutorial: random 80/20 split of TRAIN images from the folders, frozen MobileNetV2
+    (alpha 1.0, 224 px), a dense head. Keras 3 removed ImageDataGenerator/flow_from_directory;
+    image_dataset_from_directory(validation_split=0.2) is its direct replacement and splits the
+    same way: by image, at random."""
+    import keras
+
+    start = time.perf_counter()
+    kwargs = dict(labels="inferred", label_mode="int", class_names=list(CLASS_NAMES), image_size=(224, 224),
+                  batch_size=32, seed=123, validation_split=0.2, subset="both")
+    train, val = keras.utils.image_dataset_from_directory(str(ds.images_dir / "TRAIN"), **kwargs)
+    test = keras.utils.image_dataset_from_directory(
+        str(ds.images_dir / "TEST"), labels="inferred", label_mode="int", class_names=list(CLASS_NAMES),
+        image_size=(224, 224), batch_size=32, shuffle=False)
+    if max_batches:
+        train, val, test = train.take(max_batches), val.take(max_batches // 4), test.take(max_batches // 2)
+    base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, include_top=False, weights=None)
+    base.load_weights(str(hl.model.resolve_weights(1.0)))
+    base.trainable = False
+    inputs = keras.Input((224, 224, 3))
+    x = base(keras.applications.mobilenet_v2.preprocess_input(inputs), training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dropout(0.3)(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    best, best_time, epoch_times = -1.0, 0.0, []
+    for epoch in range(epochs):
+        history = model.fit(train, validation_data=val, epochs=1, verbose=2)
+        epoch_times.append(time.perf_counter() - start)
+        if history.history["val_accuracy"][-1] > best:
+            best, best_time = history.history["val_accuracy"][-1], epoch_times[-1]
+            weights = model.get_weights()
+    model.set_weights(weights)
+    train_seconds = time.perf_counter() - start
+    _, test_acc = model.evaluate(test, verbose=0)
+    return {"recipe": "tutorial: random 80/20 split of TRAIN images, frozen MobileNetV2 alpha 1.0 at 224 px, "
+                      f"dense head, {epochs} epochs", "validation_split": "random by image (leaky)",
+            "validation_accuracy": float(best), "test": {"accuracy": float(test_acc)},
+            "train_seconds": train_seconds, "seconds_to_best": best_time, "peak_memory_mb": peak_memory_mb()}
+
+
+def markdown(results: dict) -> str:
+    kit, tut = results["kit"], results["tutorial"]
+    t = kit["test"]
+
+    def pct(v):
+        return f"{v:.1%}"
+
+    rows = [
+        ("recipe", kit["recipe"], tut["recipe"]),
+        ("validation split", kit["validation_split"], tut["validation_split"]),
+        ("validation accuracy", pct(kit["validation_accuracy"]), pct(tut["validation_accuracy"]) + " (leaky)"),
+        ("**TEST accuracy** (2,487 images, 71 cells)",
+         f"**{pct(t['accuracy'])}** (95% CI {pct(t['ci_low'])}-{pct(t['ci_high'])}, resampling cells)",
+         f"**{pct(tut['test']['accuracy'])}**"),
+        ("TEST recall E / L / M / N", " / ".join(f"{t['recall'][c]:.0%}" for c in CLASS_NAMES), "-"),
+        ("TEST_SIMPLE (one image per cell)", f"{kit['test_simple']['correct']} of 71", "-"),
+        ("training time (2-core CPU)", f"{kit['train_seconds'] / 60:.1f} min ("
+         + ", ".join(f"{k} {v / 60:.1f}" for k, v in kit["stage_seconds"].items()) + ")",
+         f"{tut['train_seconds'] / 60:.1f} min (best epoch reached at {tut['seconds_to_best'] / 60:.1f})"),
+        ("peak memory", f"{kit['peak_memory_mb']:.0f} MB", "(same process)"),
+        ("one-image latency, Keras", f"{kit['latency_keras']['median_ms']:.0f} ms median, "
+         f"{kit['latency_keras']['p95_ms']:.0f} ms p95", "-"),
+        ("one-image latency, TFLite", f"{kit['latency_tflite']['median_ms']:.0f} ms median, "
+         f"{kit['latency_tflite']['p95_ms']:.0f} ms p95; TEST accuracy {pct(kit['tflite_test_accuracy'])}", "-"),
+    ]
+    lines = ["| | kit default | tutorial |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines.append(f"\nRun {results['date']} on {results['machine']}, `{results['command']}`.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small run: a few minutes")
+    args = parser.parse_args(argv)
+    ds = hl.data.open_dataset(allow_synthetic=False)
+    config = Config(per_class=150, head_epochs=20, fine_tune_epochs=1) if args.quick else Config()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["make benchmark"] + (["--quick"] if args.quick else [])),
+               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU, Python {platform.python_version()}"}
+    print("== kit recipe", flush=True)
+    results["kit"] = kit_recipe(ds, config, latency_images=40 if args.quick else 200)
+    print("== tutorial recipe", flush=True)
+    results["tutorial"] = tutorial_recipe(ds, epochs=1 if args.quick else 3, max_batches=40 if args.quick else None)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    table = markdown(results)
+    (OUT / "results.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
