@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["augment", "cli", "config", "data", "download", "evaluate", "explain", "export", "files", "images",
-           "inference", "model", "plots", "recipe", "synthetic", "train", "widgets"]
+__all__ = ["augment", "cli", "config", "course", "data", "download", "evaluate", "explain",
+           "export", "files", "images", "inference", "locate", "model", "plots", "recipe",
+           "synthetic", "train", "widgets"]
 
 
 def __getattr__(name: str):

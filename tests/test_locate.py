@@ -86,3 +86,14 @@ def test_the_cell_is_found_in_real_test_simple_images(real_dataset):
         top, left = min(max(0, y - side // 2), 240 - side), min(max(0, x - side // 2), 320 - side)
         shares.append(stain[top: top + side, left: left + side].sum() / stain.sum())
     assert np.mean(np.array(shares) > 0.6) >= 0.9, sorted(shares)[:10]
+
+
+def test_grad_cam_of_a_cropping_model_explains_the_crop():
+    from hematolib.explain import grad_cam, overlay
+
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    view, heat = grad_cam(model, smear_with_nucleus(60, 250).astype("float32"))
+    assert view.shape == (64, 64, 3) and heat.shape == (64, 64)
+    assert (view[28:36, 28:36] == NUCLEUS).all(axis=-1).mean() > 0.5  # the nucleus is in the middle
+    assert 0 <= heat.min() and heat.max() <= 1
+    assert overlay(view, heat).shape == (64, 64, 3)

@@ -51,3 +51,13 @@ def test_readme_starts_with_the_two_commands():
 
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_importing_the_kit_does_not_load_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, hematolib, hematolib.data, hematolib.images, hematolib.download; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
