@@ -159,6 +159,32 @@ def markdown(results: dict) -> str:
     ]
     lines = ["| | kit default | tutorial |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines.append(f"\nRun {results['date']} on {results['machine']}, `{results['command']}`.")
+    return "\n".join(lines) + "\n" + targets(kit, tut)
+
+
+def targets(kit: dict, tut: dict) -> str:
+    """The issue's targets, met or the distance stated."""
+    t, simple = kit["test"], kit["test_simple"]["correct"]
+
+    def verdict(ok: bool, short: str) -> str:
+        return "yes" if ok else f"no: {short}"
+
+    rows = [
+        ("TEST accuracy >= 90%", f"{t['accuracy']:.1%} (95% CI {t['ci_low']:.1%}-{t['ci_high']:.1%})",
+         verdict(t["accuracy"] >= 0.9, f"{(0.9 - t['accuracy']) * 100:.1f} percentage points short")),
+        ("TEST_SIMPLE >= 65/71", f"{simple}/71", verdict(simple >= 65, f"{65 - simple} short")),
+        ("full default training <= 45 min", f"{kit['train_seconds'] / 60:.1f} min",
+         verdict(kit["train_seconds"] <= 45 * 60, "too slow")),
+        ("one-image latency <= 50 ms median (Keras)", f"{kit['latency_keras']['median_ms']:.0f} ms",
+         verdict(kit["latency_keras"]["median_ms"] <= 50, "too slow")),
+        ("time to 85% TEST <= 1/5 of the tutorial's time to its best",
+         f"kit TEST {t['accuracy']:.1%} after {kit['train_seconds'] / 60:.1f} min; tutorial best after "
+         f"{tut['seconds_to_best'] / 60:.1f} min ({tut['test']['accuracy']:.1%} TEST)",
+         verdict(t["accuracy"] >= 0.85 and kit["train_seconds"] <= tut["seconds_to_best"] / 5,
+                 "the kit does not reach 85% TEST" if t["accuracy"] < 0.85 else "too slow")),
+    ]
+    lines = ["\n**Against the targets of issue #6** (2-core CPU, no GPU):\n", "| target | result | met? |",
+             "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
 
 
