@@ -184,6 +184,7 @@ def load_dataset(root: str | Path, check: str = "quick", synthetic: bool = False
         warnings.warn(f"{len(duplicates)} image(s) appear, byte for byte, in more than one split "
                       f"({listing}): scores on those splits include images the model trained on.",
                       stacklevel=2)
+    synthetic = synthetic or (root / "SYNTHETIC.json").exists()  # however it was reached
     return Dataset(root, images_dir, splits, problems, synthetic, duplicates)
 
 

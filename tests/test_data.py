@@ -25,6 +25,7 @@ def test_synthetic_dataset_loads_with_every_split_and_class(synthetic_root):
     assert ds.counts()["TRAIN"] == dict.fromkeys(CLASS_NAMES, 24)
     assert ds.original_counts()["TEST"] == dict.fromkeys(CLASS_NAMES, 3)
     assert len(ds.test_simple) == 12 and ds.problems == []
+    assert ds.synthetic  # known by its SYNTHETIC.json marker, even when reached through HEMATO_DATA
 
 
 def test_kaggle_doubled_folder_and_bare_split_folders_are_found(synthetic_copy, tmp_path):

@@ -262,3 +262,23 @@ def test_pinned_source_points_at_the_public_origin():
 @pytest.mark.real_data
 def test_pinned_digests_match_the_real_dataset(real_dataset):
     download.verify_images(real_dataset.images_dir, download.KAGGLE_CONTENTS)
+
+
+def test_kaggle_source_without_kagglehub_says_what_to_install(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # import fails as if not installed
+    with pytest.raises(DownloadError, match="kagglehub is not installed: `pip install kagglehub`"):
+        download.download_from_kaggle(tmp_path / "bc")
+
+
+@pytest.mark.real_data
+def test_kaggle_download_is_verified_and_copied_into_place(real_root, monkeypatch, tmp_path):
+    import sys
+    import types
+
+    fake = types.SimpleNamespace(dataset_download=lambda handle: str(real_root))
+    monkeypatch.setitem(sys.modules, "kagglehub", fake)
+    target = download.download_from_kaggle(tmp_path / "bc")
+    assert load_dataset(target).counts()["TRAIN"]["MONOCYTE"] == 2478
+    assert [p.name for p in tmp_path.iterdir()] == ["bc"]

@@ -163,3 +163,17 @@ def test_predictions_reuse_one_traced_function(predictor):
     for shape in ((240, 320, 3), (100, 100, 3), (64, 80, 3), (500, 300, 3)):
         predictor.predict_array(rng.integers(0, 255, shape, dtype=np.uint8))
     assert predictor._forward.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.real_data
+def test_the_train_button_makes_a_model_and_the_app_becomes_usable(tmp_path, synthetic_root, weights_dir,
+                                                                    monkeypatch):
+    monkeypatch.setenv("HEMATO_DATA", str(synthetic_root))
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    app = ClassifyApp.from_model(tmp_path / "quick.keras")
+    assert app.predictor is None and app.upload.disabled
+    app.train_button.click()
+    assert app.predictor is not None and not app.upload.disabled
+    assert (tmp_path / "quick.keras").exists() and "Model ready" in app.status.value
+    assert "SYNTHETIC" in app.status.value  # trained on the synthetic set: the app says so
+    assert upload_v8(app, ("a.jpeg", smear(synthetic_root))).count("hv-result") == 1
