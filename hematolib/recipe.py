@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,19 +10,21 @@ from pathlib import Path
 from .config import Config, default_model_path
 from .data import Dataset, cap_per_class, fingerprint, split_by_original
 from .evaluate import Report, evaluate_records
-from .train import History, fine_tune, fit_head
+from .train import History, extract_features, fine_tune, fit_head
 
 QUICK = Config(per_class=60, head_epochs=10, fine_tune_epochs=0)  # about a minute on a laptop CPU
 
 
 @dataclass
 class RecipeResult:
-    """What `run` produced: the trained model, where it was saved, its reports and curves."""
+    """What `run` produced: the trained model, where it was saved, its reports and curves, and
+    the wall time of each training stage in seconds."""
 
     model: object
     path: Path | None
     reports: dict[str, Report]
     histories: list[History] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def split(ds: Dataset, config: Config, splitter=split_by_original):
@@ -35,23 +38,33 @@ def split(ds: Dataset, config: Config, splitter=split_by_original):
 
 
 def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1) -> RecipeResult:
-    """Grouped split, head on cached features, optional fine-tuning, then VALIDATION, TEST and
-    TEST_SIMPLE reports; saves the model with its metadata to `out` when given."""
+    """Grouped split, head on cached features, optional fine-tuning with augmentation, then
+    VALIDATION, TEST and TEST_SIMPLE reports; saves the model with its metadata to `out` when given."""
     from . import model as mdl
+    from .augment import build as build_augmenter
 
+    seconds: dict[str, float] = {}
     train, val = split(ds, config)
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
                       seed=config.seed, crop=config.crop)
+    start = time.perf_counter()
+    extract_features(model, train + val, verbose=verbose)  # once; the head reads them back
+    seconds["feature extraction"] = time.perf_counter() - start
+    start = time.perf_counter()
     histories = [fit_head(model, train, val, config, verbose=verbose)]
+    seconds["head"] = time.perf_counter() - start
     if config.fine_tune_epochs:
-        histories.append(fine_tune(model, train, val, config, verbose=verbose))
+        start = time.perf_counter()
+        histories.append(fine_tune(model, train, val, config, augment=build_augmenter(seed=config.seed),
+                                   verbose=verbose))
+        seconds["fine-tuning"] = time.perf_counter() - start
     reports = {"VALIDATION": evaluate_records(model, val, "VALIDATION")[0],
                "TEST": evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed),
                                         "TEST")[0]}
     if ds.test_simple:
         reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
     path = mdl.save(model, out, model_info(config, ds, train, reports)) if out is not None else None
-    return RecipeResult(model, path, reports, histories)
+    return RecipeResult(model, path, reports, histories, seconds)
 
 
 def compare_splits(ds: Dataset, config: Config, verbose: int = 0) -> dict[str, dict[str, float]]:

@@ -132,3 +132,25 @@ def test_save_if_better_never_silently_replaces_a_better_model(tmp_path):
     assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.8
     assert recipe.save_if_better(model, path, info(0.9))[0]
     assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.9
+
+
+@pytest.mark.real_data
+def test_the_recipe_times_its_stages_and_fine_tunes_with_augmentation(synthetic_root, weights_dir,
+                                                                      monkeypatch, tmp_path):
+    from hematolib import recipe
+
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    seen = {}
+    real_fine_tune = recipe.fine_tune
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_fine_tune(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "fine_tune", spy)
+    config = Config(image_size=64, per_class=8, head_epochs=2, fine_tune_epochs=1, batch_size=8)
+    result = recipe.run(load_dataset(synthetic_root), config, out=tmp_path / "m.keras", verbose=0)
+    assert set(result.seconds) == {"feature extraction", "head", "fine-tuning"}
+    assert all(v > 0 for v in result.seconds.values())
+    assert seen["augment"] is not None and seen["augment"].name == "augment"
+    assert mdl.read_info(result.path).crop and set(result.reports) == {"VALIDATION", "TEST", "TEST_SIMPLE"}
