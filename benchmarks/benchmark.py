@@ -69,9 +69,12 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     test_records = hl.data.cap_per_class(ds.test, config.per_class, config.seed)  # as the recipe scored
     lite_pred = np.array([lite.probabilities(x).argmax() for batch, _ in
                           hl.data.make_pipeline(test_records, lite.input_size, batch_size=64) for x in batch.numpy()])
+    unfrozen = (f"top {config.fine_tune_layers} layers" if config.fine_tune_layers is not None
+                else "the whole base (BatchNorm frozen)")
+    tuned = f" + fine-tuning {unfrozen} x {config.fine_tune_epochs} epochs" if config.fine_tune_epochs else ""
     return {
         "recipe": f"kit: MobileNetV2 alpha {config.alpha}, crop around the white cell, {config.image_size} px, "
-                  f"head on cached features{f' + fine-tuning top {config.fine_tune_layers} layers x {config.fine_tune_epochs} epochs' if config.fine_tune_epochs else ''}",
+                  f"head on cached features{tuned}",
         "config": config.to_dict(), "model": str(path),
         "validation_split": "grouped by original cell", "validation_accuracy": val_report.accuracy,
         "validation_accuracy_head_only": val_head, "head_epochs": head.epochs,

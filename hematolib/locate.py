@@ -13,6 +13,14 @@ BOX_PER_NUCLEUS = 2.6  # crop side / sqrt(stained area)
 MIN_BOX, MAX_BOX = 0.35, 1.0  # crop side limits, as fractions of the shorter image side
 
 
+def settings_digest() -> str:
+    """A short tag of the locator's settings: cached crops made with other settings are not reused."""
+    import hashlib
+
+    text = f"{STAIN_THRESHOLD}|{BOX_PER_NUCLEUS}|{MIN_BOX}|{MAX_BOX}|v1"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def stain_map(image):
     """Nucleus stain per pixel, float32 (H, W): max(0, blue - green - threshold)."""
     import tensorflow as tf

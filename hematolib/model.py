@@ -136,6 +136,27 @@ def feature_extractor(model):
     return keras.Model(model.inputs, model.get_layer("pool").output, name="features")
 
 
+def network_of(model, pooled: bool = False):
+    """A model sharing `model`'s layers after the crop: network-view images (batch, S, S, 3), 0..255
+    -> probabilities (batch, classes), or pooled features (batch, channels) with `pooled`.
+
+    For a cropping model this is what training sees when the crops are cached; for other models
+    it is the model itself (or its feature extractor).
+    """
+    import keras
+
+    if not crops(model):
+        return feature_extractor(model) if pooled else model
+    base = base_of(model)
+    inputs = keras.Input(base.input_shape[1:], name="cell")
+    x = model.get_layer("mobilenetv2_preprocess")(inputs)
+    x = model.get_layer("pool")(base(x, training=False))
+    if pooled:
+        return keras.Model(inputs, x, name="cell_features")
+    x = model.get_layer("classifier")(model.get_layer("dropout")(x))
+    return keras.Model(inputs, x, name="cell_network")
+
+
 def head_of(model):
     """A model sharing `model`'s dropout and classifier layers that maps features to probabilities."""
     import keras
@@ -156,8 +177,9 @@ def describe(model) -> str:
             f"whole model: {total:,} parameters, {trainable:,} trainable ({trainable / total:.1%})")
 
 
-def unfreeze_top(model, n_layers: int) -> int:
-    """Make the top `n_layers` layers of the base trainable, BatchNorm excepted; return their count.
+def unfreeze_top(model, n_layers: int | None) -> int:
+    """Make the top `n_layers` layers of the base (None: all) trainable, BatchNorm excepted;
+    return how many layers with weights that made trainable.
 
     BatchNorm layers stay frozen (and in inference mode): with small batches their statistics
     would otherwise drift and undo what the base learned on ImageNet.
@@ -166,7 +188,7 @@ def unfreeze_top(model, n_layers: int) -> int:
 
     base = base_of(model)
     base.trainable = True
-    n_layers = max(0, min(n_layers, len(base.layers)))
+    n_layers = len(base.layers) if n_layers is None else max(0, min(n_layers, len(base.layers)))
     cut = len(base.layers) - n_layers
     unfrozen = 0
     for i, layer in enumerate(base.layers):

@@ -13,7 +13,7 @@ import numpy as np
 from .config import Config, cache_dir
 from .files import atomic_path
 from .data import ImageRecord, labels_of, make_pipeline
-from .model import base_of, crops, feature_extractor, head_of, input_size, unfreeze_top
+from .model import base_of, crops, feature_extractor, head_of, input_size, network_of, unfreeze_top
 
 
 @dataclass
@@ -61,9 +61,65 @@ def feature_store_path(model) -> Path:
     return cache_dir() / "features" / f"{_weights_digest(model)}_{h}x{w}_{side}{crop}.npz"
 
 
+def crop_store_path(model) -> Path:
+    """The cache file of a cropping model's cell crops: they depend on the locator, not the weights."""
+    from .locate import settings_digest
+
+    h, w = input_size(model)
+    side = int(base_of(model).input_shape[1])
+    return cache_dir() / "crops" / f"{settings_digest()}_{h}x{w}_{side}.npz"
+
+
 def _record_key(r: ImageRecord) -> str:
     stat = r.path.stat()
     return f"{r.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list], np.ndarray],
+            cache: bool) -> np.ndarray:
+    """`compute(records)` row by row, kept per image file in the .npz at `path`.
+
+    Rows of images already in the store are read back; only new images are computed, then the
+    store is rewritten atomically (an interrupted run leaves the old store intact).
+    """
+    keys = [_record_key(r) for r in records]
+    stored_keys, stored = [], None
+    if cache and path.exists():
+        with np.load(path) as store:
+            stored_keys = store["keys"].tolist()
+            stored = store["values" if "values" in store.files else "features"]  # older kit versions
+    index = {k: i for i, k in enumerate(stored_keys)}
+    missing = {k: r for k, r in zip(keys, records) if k not in index}
+    if missing:
+        new = compute(list(missing.values()))
+        stored = new if stored is None else np.concatenate([stored, new])
+        for k in missing:
+            index[k] = len(index)
+        if cache:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, keys=np.array(list(index)), values=stored)
+    return stored[[index[k] for k in keys]]
+
+
+def extract_crops(model, records: Sequence[ImageRecord], batch_size: int = 64, cache: bool = True,
+                  verbose: int = 1) -> np.ndarray:
+    """What a cropping model's network sees for every image: uint8 (n, S, S, 3) cell crops.
+
+    Cropping is deterministic, so the crops are computed once and kept on disk; fine-tuning then
+    trains on them instead of decoding and cropping every smear again in every epoch.
+    """
+    import keras
+
+    def compute(recs):
+        pipeline = make_pipeline(recs, input_size(model), batch_size=batch_size, cache=False)
+        out = cropper.predict(pipeline, verbose=verbose)
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+    if not crops(model):
+        raise ValueError("extract_crops needs a model that crops around the cell (build(crop=True)).")
+    cropper = keras.Model(model.inputs, model.get_layer("cell_crop").output, name="cropper")
+    return _stored(crop_store_path(model), records, compute, cache)
 
 
 def extract_features(model, records: Sequence[ImageRecord], batch_size: int = 64,
@@ -72,27 +128,32 @@ def extract_features(model, records: Sequence[ImageRecord], batch_size: int = 64
 
     With `cache`, features are kept per image file on disk, so any later split or subset of
     the same images is read back instead of recomputed; only new images go through the network.
+    A cropping model computes them from its cached crops.
     """
-    path = feature_store_path(model)
-    keys = [_record_key(r) for r in records]
-    stored_keys, stored = [], None
-    if cache and path.exists():
-        with np.load(path) as store:
-            stored_keys, stored = store["keys"].tolist(), store["features"]
-    index = {k: i for i, k in enumerate(stored_keys)}
-    missing = {k: r for k, r in zip(keys, records) if k not in index}
-    if missing:
-        pipeline = make_pipeline(list(missing.values()), input_size(model), batch_size=batch_size,
-                                 cache=False)
-        new = feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
-        stored = new if stored is None else np.concatenate([stored, new])
-        for k in missing:
-            index[k] = len(index)
-        if cache:
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, keys=np.array(list(index)), features=stored)
-    return stored[[index[k] for k in keys]]
+    def compute(recs):
+        if crops(model):
+            cells = extract_crops(model, recs, batch_size, cache=cache, verbose=verbose)
+            return network_of(model, pooled=True).predict(cells.astype(np.float32), batch_size=batch_size,
+                                                           verbose=verbose).astype(np.float32)
+        pipeline = make_pipeline(recs, input_size(model), batch_size=batch_size, cache=False)
+        return feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
+
+    return _stored(feature_store_path(model), records, compute, cache)
+
+
+def array_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int = 32, shuffle: bool = False,
+                   seed: int = 0, augment: Callable | None = None):
+    """A tf.data pipeline of (float32 images 0..255, labels) batches from in-memory uint8 images."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _callbacks(patience: int, checkpoint: Path | None = None) -> list:
@@ -162,24 +223,30 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
 
     set_seed(config.seed)
     unfreeze_top(model, config.fine_tune_layers)
-    model.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
-                  loss=_loss(config.label_smoothing), metrics=["accuracy"])
     k = len(config.class_names)
     smooth = config.label_smoothing
+    cropping = crops(model)
+    network = network_of(model)  # shares the weights: training it trains `model`
 
     def pipeline(records, shuffle, aug):
-        ds = make_pipeline(records, input_size(model), config.batch_size, shuffle=shuffle,
-                           seed=config.seed, augment=aug)
+        if cropping:  # cached crops: no JPEG decoding or cell finding per epoch
+            ds = array_pipeline(extract_crops(model, records, verbose=verbose), labels_of(records).astype(np.int32),
+                                config.batch_size, shuffle=shuffle, seed=config.seed, augment=aug)
+        else:
+            ds = make_pipeline(records, input_size(model), config.batch_size, shuffle=shuffle,
+                               seed=config.seed, augment=aug)
         return ds.map(lambda x, y: (x, _one_hot(y, k))) if smooth else ds
 
+    network.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
+                    loss=_loss(config.label_smoothing), metrics=["accuracy"])
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
-        fit = model.fit(pipeline(train, True, augment), validation_data=pipeline(val, False, None),
-                        epochs=config.fine_tune_epochs, verbose=verbose, shuffle=False,
-                        class_weight=class_weights(labels_of(train), k),
-                        callbacks=_callbacks(config.patience, checkpoint=best))
+        fit = network.fit(pipeline(train, True, augment), validation_data=pipeline(val, False, None),
+                          epochs=config.fine_tune_epochs, verbose=verbose, shuffle=False,
+                          class_weight=class_weights(labels_of(train), k),
+                          callbacks=_callbacks(config.patience, checkpoint=best))
         if best.exists():
-            model.load_weights(best)
+            network.load_weights(best)
     return History("fine_tune", _rename_accuracy(fit.history))
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from hematolib import evaluate, model as mdl, train
 from hematolib.config import Config
-from hematolib.data import load_dataset, split_by_original
+from hematolib.data import load_dataset, make_pipeline, split_by_original
 
 SMALL = Config(alpha=0.35, image_size=64, head_epochs=3, batch_size=16, fine_tune_epochs=1,
                fine_tune_layers=12, patience=2)
@@ -103,6 +103,39 @@ def test_fine_tune_changes_the_top_only_and_keeps_batchnorm_statistics(synthetic
     top = {l.name for l in base.layers[-12:] if l.weights}
     assert changed and changed <= top
     assert not any("bn" in n.lower() for n in changed)
+
+
+def test_crops_are_stored_once_and_equal_what_the_model_sees(synthetic_split, monkeypatch):
+    (tr, _), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    cells = train.extract_crops(model, tr[:12], verbose=0)
+    assert cells.dtype == np.uint8 and cells.shape == (12, 64, 64, 3)
+    assert train.crop_store_path(model).exists()
+    smears = np.concatenate([x.numpy() for x, _ in make_pipeline(tr[:12], mdl.input_size(model), cache=False)])
+    live = np.asarray(mdl.network_view(model, smears))
+    assert np.abs(live - cells).max() <= 0.5  # rounded to uint8, nothing else
+    # a new model with other weights reuses the crops: they depend on the locator only
+    other = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True, seed=7)
+    monkeypatch.setattr(train, "make_pipeline", lambda *a, **k: pytest.fail("crops were recomputed"))
+    np.testing.assert_array_equal(train.extract_crops(other, list(reversed(tr[:12])), verbose=0), cells[::-1])
+    with pytest.raises(ValueError, match="crop=True"):
+        train.extract_crops(mdl.build(alpha=0.35, image_size=64, weights=None), tr[:2], verbose=0)
+
+
+def test_fine_tuning_a_cropping_model_trains_it_on_stored_crops(synthetic_split, monkeypatch):
+    (tr, va), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    train.extract_crops(model, tr[:32] + va[:16], verbose=0)
+    before = model.get_layer("classifier").kernel.numpy().copy()
+    monkeypatch.setattr(train, "make_pipeline", lambda *a, **k: pytest.fail("smears were decoded again"))
+    train.fine_tune(model, tr[:32], va[:16], SMALL, verbose=0)
+    assert not np.array_equal(before, model.get_layer("classifier").kernel.numpy())
+    # the whole model (crop layer first) and the network on stored crops agree after training
+    cells = train.extract_crops(model, va[:8], verbose=0).astype(np.float32)
+    monkeypatch.undo()
+    smears = np.concatenate([x.numpy() for x, _ in make_pipeline(va[:8], mdl.input_size(model), cache=False)])
+    np.testing.assert_allclose(model.predict(smears, verbose=0), mdl.network_of(model).predict(cells, verbose=0),
+                               atol=0.02)
 
 
 @pytest.mark.real_data
