@@ -14,7 +14,8 @@ help:
 	@echo "make lab        JupyterLab on the notebooks"
 	@echo "make demo       the classify widget as a web page (Voila on 127.0.0.1)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
-	@echo "make benchmark  kit recipe vs tutorial recipe on the full data (ARGS=--quick: a few minutes)"
+	@echo "make benchmark  kit recipe vs tutorial recipe on the full data (ARGS=--quick: a few minutes;"
+	@echo "                ARGS=--readme: put the table in README.md, the figures in benchmarks/)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

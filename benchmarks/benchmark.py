@@ -47,14 +47,54 @@ def report_dict(report) -> dict:
             "recall": {c: m["recall"] for c, m in report.per_class.items()}}
 
 
+def snapshot_callback(start: float):
+    """A Keras callback keeping (stage, seconds since `start`, weights) when fine-tuning starts
+    (the head-only model) and after every fine-tuning epoch."""
+    import keras
+
+    class Snapshots(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.taken: list[tuple[str, float, list]] = []
+
+        def on_train_begin(self, logs=None):
+            self.taken.append(("head only", time.perf_counter() - start, self.model.get_weights()))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.taken.append((f"epoch {epoch + 1}", time.perf_counter() - start, self.model.get_weights()))
+
+    return Snapshots()
+
+
+def test_curve(snapshots, model, records) -> list[dict]:
+    """TEST accuracy of every snapshot, scored after training is over: a measurement of how fast
+    the recipe gets there, never used to choose anything. The final weights are put back."""
+    network = snapshots.model
+    final = network.get_weights()
+    cells = hl.train.extract_crops(model, records, verbose=0)
+    labels = hl.data.labels_of(records)
+    curve = []
+    for stage, seconds, weights in snapshots.taken:
+        network.set_weights(weights)
+        probs = network.predict(hl.train.array_pipeline(cells, labels.astype(np.int32), 64), verbose=0)
+        curve.append({"after": stage, "seconds": seconds, "test_accuracy": float((probs.argmax(1) == labels).mean())})
+    network.set_weights(final)
+    return curve
+
+
 def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     """The kit's default recipe (hl.recipe.run, as the CLI trains it), timed stage by stage.
 
-    Features go to a fresh cache, so their extraction is timed as a first run pays for it.
+    Crops and features go to a fresh cache, so their extraction is timed as a first run pays for it.
     """
+    test_records = hl.data.cap_per_class(ds.test, config.per_class, config.seed)  # as the recipe scores
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["HEMATO_CACHE"] = cache
-        result = hl.recipe.run(ds, config, out=OUT / "hematovision.keras", verbose=2)
+        previous, os.environ["HEMATO_CACHE"] = os.environ.get("HEMATO_CACHE"), cache
+        snapshots = snapshot_callback(time.perf_counter())
+        result = hl.recipe.run(ds, config, out=OUT / "hematovision.keras", verbose=2, callbacks=[snapshots])
+        memory = peak_memory_mb()
+        curve = test_curve(snapshots, result.model, test_records) if snapshots.taken else []
+        os.environ.pop("HEMATO_CACHE") if previous is None else os.environ.update(HEMATO_CACHE=previous)
     stages, total = result.seconds, sum(result.seconds.values())
     model, path, head = result.model, result.path, result.histories[0]
     val_report, test, simple = (result.reports[k] for k in ("VALIDATION", "TEST", "TEST_SIMPLE"))
@@ -66,7 +106,6 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     keras_latency = latency(lambda rgb: predictor.predict_array(rgb), rgbs)
     lite = hl.export.TFLiteModel(hl.export.to_tflite(model, OUT / "hematovision.tflite"))
     lite_latency = latency(lambda rgb: lite.probabilities(predictor.preprocess(rgb)[0]), rgbs)
-    test_records = hl.data.cap_per_class(ds.test, config.per_class, config.seed)  # as the recipe scored
     lite_pred = np.array([lite.probabilities(x).argmax() for batch, _ in
                           hl.data.make_pipeline(test_records, lite.input_size, batch_size=64) for x in batch.numpy()])
     unfrozen = (f"top {config.fine_tune_layers} layers" if config.fine_tune_layers is not None
@@ -79,7 +118,7 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
         "validation_split": "grouped by original cell", "validation_accuracy": val_report.accuracy,
         "validation_accuracy_head_only": val_head, "head_epochs": head.epochs,
         "test": report_dict(test), "test_simple": report_dict(simple),
-        "train_seconds": total, "stage_seconds": stages, "peak_memory_mb": peak_memory_mb(),
+        "train_seconds": total, "stage_seconds": stages, "peak_memory_mb": memory, "test_curve": curve,
         "latency_keras": keras_latency, "latency_tflite": lite_latency,
         "tflite_test_accuracy": float((lite_pred == hl.data.labels_of(test_records)).mean()),
     }
@@ -146,7 +185,10 @@ def markdown(results: dict) -> str:
         ("training time (2-core CPU)", f"{kit['train_seconds'] / 60:.1f} min ("
          + ", ".join(f"{k} {v / 60:.1f}" for k, v in kit["stage_seconds"].items()) + ")",
          f"{tut['train_seconds'] / 60:.1f} min (best epoch reached at {tut['seconds_to_best'] / 60:.1f})"),
-        ("peak memory", f"{kit['peak_memory_mb']:.0f} MB", "(same process)"),
+        ("TEST over training time (scored after training; no choice uses it)",
+         "; ".join(f"{p['after']} {p['seconds'] / 60:.1f} min: {pct(p['test_accuracy'])}" for p in kit["test_curve"]),
+         "-"),
+        ("peak memory (training)", f"{kit['peak_memory_mb']:.0f} MB", "(same process)"),
         ("one-image latency, Keras", f"{kit['latency_keras']['median_ms']:.0f} ms median, "
          f"{kit['latency_keras']['p95_ms']:.0f} ms p95", "-"),
         ("one-image latency, TFLite", f"{kit['latency_tflite']['median_ms']:.0f} ms median, "
@@ -157,9 +199,20 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n" + targets(kit, tut)
 
 
+def time_to(kit: dict, accuracy: float) -> float | None:
+    """Seconds of training until TEST first reached `accuracy` (from the snapshot curve, else the
+    whole run if its final TEST did), or None."""
+    for point in kit.get("test_curve", []):
+        if point["test_accuracy"] >= accuracy:
+            return point["seconds"]
+    return kit["train_seconds"] if kit["test"]["accuracy"] >= accuracy else None
+
+
 def targets(kit: dict, tut: dict) -> str:
     """The issue's targets, met or the distance stated."""
     t, simple = kit["test"], kit["test_simple"]["correct"]
+    limit = tut["seconds_to_best"] / 5
+    reached = time_to(kit, 0.85)
 
     def verdict(ok: bool, short: str) -> str:
         return "yes" if ok else f"no: {short}"
@@ -173,24 +226,51 @@ def targets(kit: dict, tut: dict) -> str:
         ("one-image latency <= 50 ms median (Keras)", f"{kit['latency_keras']['median_ms']:.0f} ms",
          verdict(kit["latency_keras"]["median_ms"] <= 50, "too slow")),
         ("time to 85% TEST <= 1/5 of the tutorial's time to its best",
-         f"kit TEST {t['accuracy']:.1%} after {kit['train_seconds'] / 60:.1f} min; tutorial best after "
-         f"{tut['seconds_to_best'] / 60:.1f} min ({tut['test']['accuracy']:.1%} TEST)",
-         verdict(t["accuracy"] >= 0.85 and kit["train_seconds"] <= tut["seconds_to_best"] / 5,
-                 "the kit does not reach 85% TEST" if t["accuracy"] < 0.85 else "too slow")),
+         (f"kit: {reached / 60:.1f} min" if reached is not None else "kit: never reaches 85% TEST")
+         + f"; limit {limit / 60:.1f} min (tutorial best after {tut['seconds_to_best'] / 60:.1f} min, "
+         f"{tut['test']['accuracy']:.1%} TEST)",
+         verdict(reached is not None and reached <= limit,
+                 "the kit does not reach 85% TEST" if reached is None
+                 else f"{reached / limit:.1f}x the limit")),
     ]
     lines = ["\n**Against the targets of issue #6** (2-core CPU, no GPU):\n", "| target | result | met? |",
              "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
 
 
+README = PROJECT_DIR / "README.md"
+MARKERS = ("<!-- benchmark -->", "<!-- /benchmark -->")
+
+
+def with_table(readme: str, table: str) -> str:
+    """`readme` with the text between the benchmark markers replaced by `table`."""
+    start, end = readme.find(MARKERS[0]), readme.find(MARKERS[1])
+    if start < 0 or end < start:
+        raise ValueError(f"README.md lacks the markers {MARKERS[0]} ... {MARKERS[1]} around the benchmark table.")
+    return readme[:start + len(MARKERS[0])] + "\n" + table.strip() + "\n" + readme[end:]
+
+
+def publish(results: dict, table: str) -> Path:
+    """Put a full run's table in the README and its figures in benchmarks/results-<date>.json."""
+    raw = PROJECT_DIR / "benchmarks" / f"results-{results['date']}.json"
+    raw.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    table += f"\n\nRaw figures: `benchmarks/{raw.name}`."
+    hl.files.write_text_atomic(README, with_table(README.read_text(), table))
+    return raw
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run: a few minutes")
+    parser.add_argument("--readme", action="store_true",
+                        help="put the table in README.md and the figures in benchmarks/ (full runs only)")
     args = parser.parse_args(argv)
+    if args.readme and args.quick:
+        parser.error("--readme publishes full runs only; a --quick run trains on a subset.")
     ds = hl.data.open_dataset(allow_synthetic=False)
     config = Config(per_class=150, head_epochs=20, fine_tune_epochs=1) if args.quick else Config()
     OUT.mkdir(parents=True, exist_ok=True)
-    results = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["make benchmark"] + (["--quick"] if args.quick else [])),
+    results = {"date": time.strftime("%Y-%m-%d"), "command": "make benchmark" + (" ARGS=--quick" if args.quick else ""),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, Python {platform.python_version()}"}
     print("== kit recipe", flush=True)
     results["kit"] = kit_recipe(ds, config, latency_images=40 if args.quick else 200)
@@ -200,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results)
     (OUT / "results.md").write_text(table + "\n")
     print(table)
+    if args.readme:
+        print(f"README.md updated; figures in {publish(results, table)}")
     return 0
 
 

@@ -101,8 +101,9 @@ def _register_layer():
 
         def call(self, images):
             def one(image):
-                # plain bilinear: the crop shrinks by 1.5x at most, and it converts to TFLite
-                return tf.image.resize(crop_cell(image), (self.size, self.size))
+                # plain bilinear: the crop shrinks by 1.5x at most, and it converts to TFLite;
+                # rounded to whole values, so the crops cached for training equal these exactly
+                return tf.round(tf.image.resize(crop_cell(image), (self.size, self.size)))
 
             spec = tf.TensorSpec((self.size, self.size, 3), tf.float32)
             return tf.map_fn(one, tf.cast(images, tf.float32), fn_output_signature=spec)

@@ -6,6 +6,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .config import Config, default_model_path
 from .data import Dataset, cap_per_class, fingerprint, split_by_original
@@ -37,9 +38,11 @@ def split(ds: Dataset, config: Config, splitter=split_by_original):
     return cap_per_class(train, config.per_class, config.seed), cap_per_class(val, val_cap, config.seed)
 
 
-def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1) -> RecipeResult:
+def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1,
+        callbacks: Sequence = ()) -> RecipeResult:
     """Grouped split, head on cached features, optional fine-tuning with augmentation, then
-    VALIDATION, TEST and TEST_SIMPLE reports; saves the model with its metadata to `out` when given."""
+    VALIDATION, TEST and TEST_SIMPLE reports; saves the model with its metadata to `out` when given.
+    callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model as mdl
     from .augment import build as build_augmenter
 
@@ -56,7 +59,7 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     if config.fine_tune_epochs:
         start = time.perf_counter()
         histories.append(fine_tune(model, train, val, config, augment=build_augmenter(seed=config.seed),
-                                   verbose=verbose))
+                                   verbose=verbose, callbacks=callbacks))
         seconds["fine-tuning"] = time.perf_counter() - start
     reports = {"VALIDATION": evaluate_records(model, val, "VALIDATION")[0],
                "TEST": evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed),
@@ -83,6 +86,22 @@ def compare_splits(ds: Dataset, config: Config, verbose: int = 0) -> dict[str, d
         out[name] = {"validation": evaluate_records(model, val, "VALIDATION")[0].accuracy,
                      "test": evaluate_records(model, test, "TEST")[0].accuracy}
     return out
+
+
+def keep_better(tuned, tuned_report: Report, head_path: str | Path, head_report: Report):
+    """The fine-tuned model if it validates at least as well as the head-only model saved at
+    `head_path`, else that one, reloaded. Returns (model, its report, a sentence saying which).
+
+    Fine-tuning on a CPU with few epochs can make a model worse; validation decides, never TEST.
+    """
+    from . import model as mdl
+
+    if tuned_report.accuracy >= head_report.accuracy:
+        return tuned, tuned_report, (f"Keeping the fine-tuned model: validation {tuned_report.accuracy:.1%} "
+                                     f"(head only: {head_report.accuracy:.1%}).")
+    head, _ = mdl.load(head_path)
+    return head, head_report, (f"Fine-tuning did not help on validation ({tuned_report.accuracy:.1%} vs "
+                               f"{head_report.accuracy:.1%}): keeping the head-only model.")
 
 
 def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") -> tuple[bool, str]:

@@ -102,6 +102,9 @@ def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list]
     return stored[[index[k] for k in keys]]
 
 
+CHUNK = 1024  # images cropped per step: bounds the float32 memory of a step to about 200 MB at 128 px
+
+
 def extract_crops(model, records: Sequence[ImageRecord], batch_size: int = 64, cache: bool = True,
                   verbose: int = 1) -> np.ndarray:
     """What a cropping model's network sees for every image: uint8 (n, S, S, 3) cell crops.
@@ -112,9 +115,12 @@ def extract_crops(model, records: Sequence[ImageRecord], batch_size: int = 64, c
     import keras
 
     def compute(recs):
-        pipeline = make_pipeline(recs, input_size(model), batch_size=batch_size, cache=False)
-        out = cropper.predict(pipeline, verbose=verbose)
-        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        side = int(base_of(model).input_shape[1])
+        out = np.empty((len(recs), side, side, 3), np.uint8)
+        for i in range(0, len(recs), CHUNK):  # chunks: all of TRAIN as float32 would take 2 GB
+            pipeline = make_pipeline(recs[i:i + CHUNK], input_size(model), batch_size=batch_size, cache=False)
+            out[i:i + CHUNK] = np.clip(np.round(cropper.predict(pipeline, verbose=verbose)), 0, 255)
+        return out
 
     if not crops(model):
         raise ValueError("extract_crops needs a model that crops around the cell (build(crop=True)).")
@@ -133,8 +139,8 @@ def extract_features(model, records: Sequence[ImageRecord], batch_size: int = 64
     def compute(recs):
         if crops(model):
             cells = extract_crops(model, recs, batch_size, cache=cache, verbose=verbose)
-            return network_of(model, pooled=True).predict(cells.astype(np.float32), batch_size=batch_size,
-                                                           verbose=verbose).astype(np.float32)
+            pipeline = array_pipeline(cells, np.zeros(len(cells), np.int32), batch_size)  # cast per batch
+            return network_of(model, pooled=True).predict(pipeline, verbose=verbose).astype(np.float32)
         pipeline = make_pipeline(recs, input_size(model), batch_size=batch_size, cache=False)
         return feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
 
@@ -214,10 +220,13 @@ def fit_head(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], co
 
 
 def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], config: Config,
-              augment: Callable | None = None, verbose: int = 1) -> History:
-    """Unfreeze the top of the base and train end to end with a 10x lower learning rate.
+              augment: Callable | None = None, verbose: int = 1, callbacks: Sequence = ()) -> History:
+    """Unfreeze the base (its top `config.fine_tune_layers` layers, or all of it) and train end to
+    end with a 10x lower learning rate.
 
-    Keeps the weights of the best validation epoch (best checkpoint, restored at the end).
+    A cropping model trains on its stored cell crops (`extract_crops`), so no smear is decoded or
+    cropped again per epoch. Keeps the weights of the best validation epoch (restored at the end).
+    callbacks: extra Keras callbacks (progress, snapshots); they see the network being trained.
     """
     import keras
 
@@ -244,7 +253,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
         fit = network.fit(pipeline(train, True, augment), validation_data=pipeline(val, False, None),
                           epochs=config.fine_tune_epochs, verbose=verbose, shuffle=False,
                           class_weight=class_weights(labels_of(train), k),
-                          callbacks=_callbacks(config.patience, checkpoint=best))
+                          callbacks=_callbacks(config.patience, checkpoint=best) + list(callbacks))
         if best.exists():
             network.load_weights(best)
     return History("fine_tune", _rename_accuracy(fit.history))

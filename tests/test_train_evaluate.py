@@ -113,7 +113,7 @@ def test_crops_are_stored_once_and_equal_what_the_model_sees(synthetic_split, mo
     assert train.crop_store_path(model).exists()
     smears = np.concatenate([x.numpy() for x, _ in make_pipeline(tr[:12], mdl.input_size(model), cache=False)])
     live = np.asarray(mdl.network_view(model, smears))
-    assert np.abs(live - cells).max() <= 0.5  # rounded to uint8, nothing else
+    np.testing.assert_array_equal(live, cells)  # the layer rounds: training sees what inference sees
     # a new model with other weights reuses the crops: they depend on the locator only
     other = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True, seed=7)
     monkeypatch.setattr(train, "make_pipeline", lambda *a, **k: pytest.fail("crops were recomputed"))
@@ -165,6 +165,26 @@ def test_save_if_better_never_silently_replaces_a_better_model(tmp_path):
     assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.8
     assert recipe.save_if_better(model, path, info(0.9))[0]
     assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.9
+
+
+def test_keep_better_falls_back_to_the_saved_head_model_when_fine_tuning_hurt(tmp_path):
+    from hematolib import recipe
+
+    def report(acc):
+        labels = np.array([0, 1, 2, 3] * 5)
+        pred = np.where(np.arange(20) < round(acc * 20), labels, (labels + 1) % 4)
+        return evaluate.evaluate(np.eye(4)[pred], labels, np.arange(20), "VALIDATION", n_boot=10)
+
+    head = mdl.build(alpha=0.35, image_size=64, weights=None, seed=1)
+    info = mdl.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35)
+    mdl.save(head, tmp_path / "head.keras", info)
+    tuned = mdl.build(alpha=0.35, image_size=64, weights=None, seed=2)
+    kept, rep, message = recipe.keep_better(tuned, report(0.9), tmp_path / "head.keras", report(0.8))
+    assert kept is tuned and rep.accuracy == 0.9 and "fine-tuned" in message
+    kept, rep, message = recipe.keep_better(tuned, report(0.7), tmp_path / "head.keras", report(0.8))
+    assert kept is not tuned and rep.accuracy == 0.8 and "did not help" in message
+    np.testing.assert_array_equal(kept.get_layer("classifier").kernel.numpy(),
+                                  head.get_layer("classifier").kernel.numpy())
 
 
 @pytest.mark.real_data
