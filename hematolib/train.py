@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -85,9 +87,14 @@ def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list]
     keys = [_record_key(r) for r in records]
     stored_keys, stored = [], None
     if cache and path.exists():
-        with np.load(path) as store:
-            stored_keys = store["keys"].tolist()
-            stored = store["values" if "values" in store.files else "features"]  # older kit versions
+        try:
+            with np.load(path) as store:
+                stored_keys = store["keys"].tolist()
+                stored = store["values" if "values" in store.files else "features"]  # older kit versions
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            warnings.warn(f"{path}: the cache file is damaged ({type(exc).__name__}: {exc}); "
+                          "computing it again.", stacklevel=3)
+            stored_keys, stored = [], None
     index = {k: i for i, k in enumerate(stored_keys)}
     missing = {k: r for k, r in zip(keys, records) if k not in index}
     if missing:

@@ -122,6 +122,36 @@ def test_crops_are_stored_once_and_equal_what_the_model_sees(synthetic_split, mo
         train.extract_crops(mdl.build(alpha=0.35, image_size=64, weights=None), tr[:2], verbose=0)
 
 
+def test_a_damaged_cache_file_is_reported_and_rebuilt(synthetic_split):
+    (tr, _), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    good = train.extract_crops(model, tr[:6], verbose=0)
+    train.crop_store_path(model).write_bytes(b"PK\x03\x04 half a zip")  # a crash mid-copy, a bad disk
+    with pytest.warns(UserWarning, match="cache file is damaged.*computing it again"):
+        again = train.extract_crops(model, tr[:6], verbose=0)
+    np.testing.assert_array_equal(again, good)
+    with np.load(train.crop_store_path(model)) as store:  # rewritten whole
+        assert len(store["keys"]) == 6
+
+
+def test_an_interrupted_cache_write_keeps_the_previous_store(synthetic_split, monkeypatch):
+    (tr, _), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    train.extract_crops(model, tr[:4], verbose=0)
+    path = train.crop_store_path(model)
+    before = path.read_bytes()
+
+    def crash(fh, **arrays):
+        fh.write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train.extract_crops(model, tr[:8], verbose=0)  # 4 new images: the store is rewritten
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
 def test_fine_tuning_a_cropping_model_trains_it_on_stored_crops(synthetic_split, monkeypatch):
     (tr, va), _ = synthetic_split
     model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
