@@ -134,8 +134,9 @@ def test_a_damaged_cache_file_is_reported_and_rebuilt(synthetic_split):
         assert len(store["keys"]) == 6
 
 
-def test_an_interrupted_cache_write_keeps_the_previous_store(synthetic_split, monkeypatch):
+def test_an_interrupted_cache_write_keeps_the_previous_store(synthetic_split, monkeypatch, tmp_path):
     (tr, _), _ = synthetic_split
+    monkeypatch.setenv("HEMATO_CACHE", str(tmp_path))  # a folder of its own, to see what is left in it
     model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
     train.extract_crops(model, tr[:4], verbose=0)
     path = train.crop_store_path(model)
