@@ -4,8 +4,8 @@ Each candidate trains on TRAIN minus the validation cells (grouped by original c
 always splits) and is scored on those held-out cells, per fine-tuning epoch, with and without
 test-time flips. One JSON line per candidate goes to build/benchmark/selection.jsonl.
 
-    python benchmarks/select_recipe.py                 # every candidate (about an hour on 2 cores)
-    python benchmarks/select_recipe.py 0.35-all-8      # one of them
+    python benchmarks/select_recipe.py                 # every candidate (2 hours or more on 2 cores)
+    python benchmarks/select_recipe.py 0.35-all-8      # one of them (about 10 min; alpha 1.0: 25 min or more)
 """
 
 from __future__ import annotations
