@@ -88,13 +88,19 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     Crops and features go to a fresh cache, so their extraction is timed as a first run pays for it.
     """
     test_records = hl.data.cap_per_class(ds.test, config.per_class, config.seed)  # as the recipe scores
+    previous = os.environ.get("HEMATO_CACHE")
     with tempfile.TemporaryDirectory() as cache:
-        previous, os.environ["HEMATO_CACHE"] = os.environ.get("HEMATO_CACHE"), cache
-        snapshots = snapshot_callback(time.perf_counter())
-        result = hl.recipe.run(ds, config, out=OUT / "hematovision.keras", verbose=2, callbacks=[snapshots])
-        memory = peak_memory_mb()
-        curve = test_curve(snapshots, result.model, test_records) if snapshots.taken else []
-        os.environ.pop("HEMATO_CACHE") if previous is None else os.environ.update(HEMATO_CACHE=previous)
+        os.environ["HEMATO_CACHE"] = cache
+        try:
+            snapshots = snapshot_callback(time.perf_counter())
+            result = hl.recipe.run(ds, config, out=OUT / "hematovision.keras", verbose=2, callbacks=[snapshots])
+            memory = peak_memory_mb()
+            curve = test_curve(snapshots, result.model, test_records) if snapshots.taken else []
+        finally:
+            if previous is None:
+                del os.environ["HEMATO_CACHE"]
+            else:
+                os.environ["HEMATO_CACHE"] = previous
     stages, total = result.seconds, sum(result.seconds.values())
     model, path, head = result.model, result.path, result.histories[0]
     val_report, test, simple = (result.reports[k] for k in ("VALIDATION", "TEST", "TEST_SIMPLE"))

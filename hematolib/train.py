@@ -126,7 +126,7 @@ def extract_crops(model, records: Sequence[ImageRecord], batch_size: int = 64, c
         out = np.empty((len(recs), side, side, 3), np.uint8)
         for i in range(0, len(recs), CHUNK):  # chunks: all of TRAIN as float32 would take 2 GB
             pipeline = make_pipeline(recs[i:i + CHUNK], input_size(model), batch_size=batch_size, cache=False)
-            out[i:i + CHUNK] = np.clip(np.round(cropper.predict(pipeline, verbose=verbose)), 0, 255)
+            out[i:i + CHUNK] = cropper.predict(pipeline, verbose=verbose)  # whole values: CellCrop rounds
         return out
 
     if not crops(model):

@@ -166,7 +166,7 @@ def test_fine_tuning_a_cropping_model_trains_it_on_stored_crops(synthetic_split,
     monkeypatch.undo()
     smears = np.concatenate([x.numpy() for x, _ in make_pipeline(va[:8], mdl.input_size(model), cache=False)])
     np.testing.assert_allclose(model.predict(smears, verbose=0), mdl.network_of(model).predict(cells, verbose=0),
-                               atol=0.02)
+                               atol=1e-5)
 
 
 @pytest.mark.real_data
