@@ -72,7 +72,7 @@ def resolve_weights(alpha: float, download: bool = True) -> Path:
 
 def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLASS_NAMES),
           dropout: float = 0.2, weights: str | Path | None = "imagenet", seed: int | None = 0,
-          crop: bool = False):
+          crop: bool = False, flips: bool = False):
     """MobileNetV2 (frozen, BatchNorm in inference mode) + pooling + dropout + softmax head.
 
     Input: float RGB in 0..255, (batch, image_size, image_size, 3); with `crop`, whole smear
@@ -80,6 +80,9 @@ def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLA
     resizes to image_size. Output: (batch, num_classes) probabilities.
     weights: "imagenet" (found by `resolve_weights`), a file path, or None.
     seed: seeds Keras's initializers, so the same seed builds the same model (None: unseeded).
+    flips: test-time augmentation inside the model: it predicts each image (or crop) as it is,
+    mirrored, upside down and both, and outputs the mean. A cell has no up or left, so the four
+    views are equally valid; training (`network_of`) sees one view at a time.
     """
     import keras
     from keras import layers
@@ -95,6 +98,8 @@ def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLA
         x = cell_crop_layer(image_size)(inputs)
     else:
         inputs = x = keras.Input((image_size, image_size, 3), name="image")
+    if flips:
+        x = register_layers()["FlipStack"](name="flip_stack")(x)
     x = layers.Rescaling(1 / 127.5, offset=-1, name="mobilenetv2_preprocess")(x)
     base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=alpha,
                                           include_top=False, weights=None, name=BASE_NAME)
@@ -105,8 +110,48 @@ def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLA
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    if flips:
+        outputs = register_layers()["FlipMean"](name="flip_mean")(outputs)
     return keras.Model(inputs, outputs, name=f"hematovision_mobilenetv2_{alpha}_{image_size}"
-                       + ("_crop" if crop else ""))
+                       + ("_crop" if crop else "") + ("_flips" if flips else ""))
+
+
+_LAYERS: dict[str, type] = {}  # the kit's custom layers, defined and registered with Keras on first use
+
+
+def register_layers() -> dict[str, type]:
+    """Define the kit's custom layers (CellCrop, FlipStack, FlipMean) and register them with
+    Keras, which needs them before loading a model that uses them. Returns them by name."""
+    if _LAYERS:
+        return _LAYERS
+    import keras
+    from keras import ops
+
+    from .locate import register
+
+    @keras.saving.register_keras_serializable(package="hematolib")
+    class FlipStack(keras.layers.Layer):
+        """(batch, S, S, 3) -> (4 x batch, S, S, 3): the images, mirrored, upside down, and both."""
+
+        def call(self, x):
+            mirrored, upside_down = ops.flip(x, axis=2), ops.flip(x, axis=1)
+            return ops.concatenate([x, mirrored, upside_down, ops.flip(mirrored, axis=1)], axis=0)
+
+        def compute_output_shape(self, shape):
+            return (None if shape[0] is None else 4 * shape[0], *shape[1:])
+
+    @keras.saving.register_keras_serializable(package="hematolib")
+    class FlipMean(keras.layers.Layer):
+        """(4 x batch, classes) -> (batch, classes): the mean prediction over each image's 4 views."""
+
+        def call(self, probs):
+            return ops.mean(ops.reshape(probs, (4, -1, probs.shape[-1])), axis=0)
+
+        def compute_output_shape(self, shape):
+            return (None if shape[0] is None else shape[0] // 4, shape[-1])
+
+    _LAYERS.update(CellCrop=register(), FlipStack=FlipStack, FlipMean=FlipMean)
+    return _LAYERS
 
 
 def input_size(model) -> tuple[int, int]:
@@ -117,6 +162,11 @@ def input_size(model) -> tuple[int, int]:
 def crops(model) -> bool:
     """True when the model crops around the white cell itself."""
     return any(layer.name == "cell_crop" for layer in model.layers)
+
+
+def flips(model) -> bool:
+    """True when the model averages its predictions over flipped views (`build(flips=True)`)."""
+    return any(layer.name == "flip_stack" for layer in model.layers)
 
 
 def network_view(model, images):
@@ -130,10 +180,14 @@ def base_of(model):
 
 
 def feature_extractor(model):
-    """A model sharing `model`'s layers that maps images to pooled features (batch, channels)."""
+    """A model sharing `model`'s layers that maps images to pooled features (batch, channels)
+    (of the image as it is, for a model with `flips`)."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer("pool").output, name="features")
+    if not flips(model):
+        return keras.Model(model.inputs, model.get_layer("pool").output, name="features")
+    x = network_view(model, model.input)
+    return keras.Model(model.input, network_of(model, pooled=True)(x), name="features")
 
 
 def network_of(model, pooled: bool = False):
@@ -141,11 +195,12 @@ def network_of(model, pooled: bool = False):
     -> probabilities (batch, classes), or pooled features (batch, channels) with `pooled`.
 
     For a cropping model this is what training sees when the crops are cached; for other models
-    it is the model itself (or its feature extractor).
+    it is the model itself (or its feature extractor). It never flips: a model with `flips`
+    trains on one view per image and averages the four views only when it predicts.
     """
     import keras
 
-    if not crops(model):
+    if not crops(model) and not flips(model):
         return feature_extractor(model) if pooled else model
     base = base_of(model)
     inputs = keras.Input(base.input_shape[1:], name="cell")
@@ -155,6 +210,17 @@ def network_of(model, pooled: bool = False):
         return keras.Model(inputs, x, name="cell_features")
     x = model.get_layer("classifier")(model.get_layer("dropout")(x))
     return keras.Model(inputs, x, name="cell_network")
+
+
+def with_flips(network):
+    """A model averaging `network`'s predictions over the four flips of its input, as a model built
+    with `flips=True` does: for scoring a single-view network (`network_of`) the way the kit predicts."""
+    import keras
+
+    layers = register_layers()
+    inputs = keras.Input(network.input_shape[1:], name="views")
+    outputs = layers["FlipMean"](name="flip_mean")(network(layers["FlipStack"](name="flip_stack")(inputs)))
+    return keras.Model(inputs, outputs, name=f"{network.name}_flips")
 
 
 def head_of(model):
@@ -287,9 +353,7 @@ def load(path: str | Path, class_names: tuple[str, ...] = CLASS_NAMES, safe_mode
     """
     import keras
 
-    from .locate import register
-
-    register()  # CellCrop must be known to Keras before loading
+    register_layers()  # the kit's layers must be known to Keras before loading
     path = Path(path)
     info = read_info(path)
     if list(info.class_names) != list(class_names):

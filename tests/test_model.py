@@ -129,7 +129,41 @@ def test_batchnorm_stays_in_inference_mode_after_unfreezing():
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.real_data
+def test_flips_average_the_four_views_and_training_sees_one(weights_dir, monkeypatch):
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))  # random weights predict 1/4 everywhere
+    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True, seed=3)
+    network = mdl.network_of(model)
+    x = batch(3)
+    views = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
+    expected = np.mean([network(v).numpy() for v in views], axis=0)
+    np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mdl.with_flips(network)(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert mdl.flips(model) and not mdl.flips(mdl.build(alpha=0.35, image_size=SIZE, weights=None))
+    # the network that training fits predicts one view: not the mean (the views do differ)
+    assert np.abs(network(x).numpy() - expected).max() > 1e-4
+    assert mdl.feature_extractor(model)(x).shape == (3, mdl.base_of(model).output_shape[-1])
+
+
+@pytest.mark.real_data
+def test_flips_make_a_model_blind_to_mirroring(weights_dir, monkeypatch):
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True, seed=4)
+    x = batch(2, seed=1)
+    for view in (x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]):
+        np.testing.assert_allclose(model(np.ascontiguousarray(view)).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
 # --- save and load -----------------------------------------------------------------------------
+
+@pytest.mark.real_data
+def test_a_model_with_flips_loads_back_with_them(weights_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True, seed=5)
+    loaded, _ = mdl.load(mdl.save(model, tmp_path / "f.keras", info_for(model)))
+    assert mdl.flips(loaded)
+    np.testing.assert_allclose(loaded(batch()).numpy(), model(batch()).numpy(), rtol=1e-5, atol=1e-6)
+
 
 def test_save_and_load_round_trip_with_metadata(small_model, tmp_path):
     path = mdl.save(small_model, tmp_path / "m.keras", info_for(small_model, metrics={"test": 0.5}))
