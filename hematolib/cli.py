@@ -35,7 +35,8 @@ def cmd_explore(args) -> int:
 
 def cmd_train(args) -> int:
     """Train the default recipe and save the model."""
-    config = Config(alpha=args.alpha, image_size=args.image_size, crop=not args.no_crop, per_class=args.per_class,
+    config = Config(alpha=args.alpha, image_size=args.image_size, crop=not args.no_crop, flips=not args.no_flips,
+                    per_class=args.per_class,
                     head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
     from .recipe import run
 
@@ -149,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=defaults.alpha, choices=(0.35, 1.0))
     p.add_argument("--image-size", type=int, default=defaults.image_size)
     p.add_argument("--no-crop", action="store_true", help="feed whole images, not the crop around the cell")
+    p.add_argument("--no-flips", action="store_true",
+                   help="predict from the image as it is, not the mean over four flipped views")
     p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)

@@ -21,6 +21,7 @@ class Config:
     image_size: int = 128  # side of the square the network sees (the crop is resized to it)
     alpha: float = 0.35  # MobileNetV2 width multiplier: 0.35 (fast) or 1.0
     crop: bool = True  # the model crops around the stained white cell before the network
+    flips: bool = True  # the model predicts the mean over four flipped views (test-time augmentation)
     batch_size: int = 32
     seed: int = 42
     val_fraction: float = 0.2  # share of TRAIN originals held out for validation

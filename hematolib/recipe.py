@@ -49,7 +49,7 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     seconds: dict[str, float] = {}
     train, val = split(ds, config)
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
-                      seed=config.seed, crop=config.crop)
+                      seed=config.seed, crop=config.crop, flips=config.flips)
     start = time.perf_counter()
     extract_features(model, train + val, verbose=verbose)  # once; the head reads them back
     seconds["feature extraction"] = time.perf_counter() - start
@@ -81,7 +81,7 @@ def compare_splits(ds: Dataset, config: Config, verbose: int = 0) -> dict[str, d
     for name, splitter in (("random split (leaky)", split_random), ("grouped by original cell", split_by_original)):
         train, val = split(ds, config, splitter)
         model = mdl.build(alpha=config.alpha, image_size=config.image_size, seed=config.seed,
-                          crop=config.crop)
+                          crop=config.crop, flips=config.flips)
         fit_head(model, train, val, config, verbose=verbose)
         out[name] = {"validation": evaluate_records(model, val, "VALIDATION")[0].accuracy,
                      "test": evaluate_records(model, test, "TEST")[0].accuracy}
