@@ -29,7 +29,36 @@ CANDIDATES: dict[str, Config] = {
     "1.0-top40-6": Config(alpha=1.0, fine_tune_epochs=6, fine_tune_layers=40),
     "1.0-all-6": Config(alpha=1.0, fine_tune_epochs=6, fine_tune_layers=None),
     "0.35-all-8-ls": Config(fine_tune_epochs=8, fine_tune_layers=None, label_smoothing=0.1),
+    "0.35-all-8-160": Config(fine_tune_epochs=8, fine_tune_layers=None, image_size=160),
+    "0.35-all-12": Config(fine_tune_epochs=12, fine_tune_layers=None),
 }
+MODELS = OUT.parent / "candidates"  # each candidate's trained model, to score it again without retraining
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true class: still moves when accuracy has saturated."""
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
+
+
+def score(model, val) -> dict:
+    """Validation accuracy, log loss and recall, from one view and with flips (whatever
+    config.flips says), and accuracy under the robustness shifts (one view; applied to the crops:
+    stain hue, brightness, scale)."""
+    cells = hl.train.extract_crops(model, val, verbose=0).astype(np.float32)
+    labels, groups = hl.data.labels_of(val), hl.data.groups_of(val)
+    network = hl.model.network_of(model)
+    plain, flipped = (m.predict(cells, verbose=0) for m in (network, hl.model.with_flips(network)))
+    report, report_tta = (hl.evaluate.evaluate(p, labels, groups, "VALIDATION") for p in (plain, flipped))
+    shifted = {name: float((network.predict(np.asarray(hl.augment.shift(cells, **kw)), verbose=0).argmax(1)
+                            == labels).mean())
+               for name, kw in hl.augment.ROBUSTNESS_SHIFTS.items() if kw}
+    return {"val": report.accuracy, "val_ci": [report.ci_low, report.ci_high],
+            "val_cells_right": report.per_original_accuracy,
+            "val_tta": report_tta.accuracy,
+            "val_log_loss": log_loss(plain, labels), "val_log_loss_tta": log_loss(flipped, labels),
+            "val_recall": {c: m["recall"] for c, m in report.per_class.items()},
+            "val_recall_tta": {c: m["recall"] for c, m in report_tta.per_class.items()},
+            "val_shifted": shifted, "val_shifted_mean": float(np.mean(list(shifted.values())))}
 
 
 def run(name: str, config: Config) -> dict:
@@ -44,22 +73,11 @@ def run(name: str, config: Config) -> dict:
     start = time.perf_counter()
     tuned = hl.train.fine_tune(model, train, val, config, augment=hl.augment.build(seed=config.seed), verbose=2)
     tune_seconds = time.perf_counter() - start
-    cells = hl.train.extract_crops(model, val, verbose=0).astype(np.float32)
-    labels = hl.data.labels_of(val)
-    network = hl.model.network_of(model)
-    plain = network.predict(cells, verbose=0)
-    flipped = np.mean([network.predict(v, verbose=0) for v in
-                       (cells, cells[:, ::-1], cells[:, :, ::-1], cells[:, ::-1, ::-1])], axis=0)
-    groups = hl.data.groups_of(val)
-    report, report_tta = (hl.evaluate.evaluate(p, labels, groups, "VALIDATION") for p in (plain, flipped))
+    MODELS.mkdir(parents=True, exist_ok=True)
+    model.save(MODELS / f"{name}.keras")
     return {"name": name, "config": config.to_dict(), "val_head_best": head.best(),
             "val_per_epoch": tuned.metrics["val_accuracy"], "val_loss_per_epoch": tuned.metrics["val_loss"],
-            "val": report.accuracy, "val_ci": [report.ci_low, report.ci_high],
-            "val_cells_right": report.per_original_accuracy,
-            "val_tta": report_tta.accuracy,
-            "val_recall": {c: m["recall"] for c, m in report.per_class.items()},
-            "val_recall_tta": {c: m["recall"] for c, m in report_tta.per_class.items()},
-            "head_seconds": head_seconds, "fine_tune_seconds": tune_seconds}
+            **score(model, val), "head_seconds": head_seconds, "fine_tune_seconds": tune_seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(json.dumps(row) + "\n")
         print(f"{name}: validation {row['val']:.1%} (with flips {row['val_tta']:.1%}), per epoch "
               + " ".join(f"{v:.3f}" for v in row["val_per_epoch"])
+              + f"; log loss {row['val_log_loss']:.3f} (flips {row['val_log_loss_tta']:.3f})"
+              + f"; under shifts {row['val_shifted_mean']:.1%}"
               + f"; fine-tuning {row['fine_tune_seconds'] / 60:.1f} min", flush=True)
     return 0
 
