@@ -253,12 +253,12 @@ README = PROJECT_DIR / "README.md"
 MARKERS = ("<!-- benchmark -->", "<!-- /benchmark -->")
 
 
-def with_table(readme: str, table: str) -> str:
-    """`readme` with the text between the benchmark markers replaced by `table`."""
-    start, end = readme.find(MARKERS[0]), readme.find(MARKERS[1])
+def with_table(readme: str, table: str, markers: tuple[str, str] = MARKERS) -> str:
+    """`readme` with the text between `markers` (default: the benchmark's) replaced by `table`."""
+    start, end = readme.find(markers[0]), readme.find(markers[1])
     if start < 0 or end < start:
-        raise ValueError(f"README.md lacks the markers {MARKERS[0]} ... {MARKERS[1]} around the benchmark table.")
-    return readme[:start + len(MARKERS[0])] + "\n" + table.strip() + "\n" + readme[end:]
+        raise ValueError(f"README.md lacks the markers {markers[0]} ... {markers[1]} around its table.")
+    return readme[:start + len(markers[0])] + "\n" + table.strip() + "\n" + readme[end:]
 
 
 def publish(results: dict, table: str) -> Path:

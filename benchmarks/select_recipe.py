@@ -32,6 +32,12 @@ CANDIDATES: dict[str, Config] = {
     "0.35-all-8-160": Config(fine_tune_epochs=8, fine_tune_layers=None, image_size=160),
     "0.35-all-12": Config(fine_tune_epochs=12, fine_tune_layers=None),
 }
+# augmentation other than hl.augment.build's defaults, per candidate
+CANDIDATES["0.35-all-8-192"] = Config(fine_tune_epochs=8, fine_tune_layers=None, image_size=192)
+STRONG = {"zoom": 0.3, "hue": 0.08}  # stronger scale and stain-hue jitter than hl.augment.build's defaults
+AUGMENTATION: dict[str, dict] = {"0.35-all-8-strong": STRONG, "0.35-all-8-160-strong": STRONG}
+CANDIDATES["0.35-all-8-strong"] = CANDIDATES["0.35-all-8"]
+CANDIDATES["0.35-all-8-160-strong"] = CANDIDATES["0.35-all-8-160"]
 MODELS = OUT.parent / "candidates"  # each candidate's trained model, to score it again without retraining
 
 
@@ -71,19 +77,56 @@ def run(name: str, config: Config) -> dict:
     head = hl.train.fit_head(model, train, val, config, verbose=0)
     head_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    tuned = hl.train.fine_tune(model, train, val, config, augment=hl.augment.build(seed=config.seed), verbose=2)
+    augment = hl.augment.build(seed=config.seed, **AUGMENTATION.get(name, {}))
+    tuned = hl.train.fine_tune(model, train, val, config, augment=augment, verbose=2)
     tune_seconds = time.perf_counter() - start
     MODELS.mkdir(parents=True, exist_ok=True)
     model.save(MODELS / f"{name}.keras")
-    return {"name": name, "config": config.to_dict(), "val_head_best": head.best(),
+    return {"name": name, "config": config.to_dict(), "augmentation": AUGMENTATION.get(name, {}),
+            "val_head_best": head.best(),
             "val_per_epoch": tuned.metrics["val_accuracy"], "val_loss_per_epoch": tuned.metrics["val_loss"],
             **score(model, val), "head_seconds": head_seconds, "fine_tune_seconds": tune_seconds}
+
+
+MARKERS = ("<!-- selection -->", "<!-- /selection -->")
+
+
+def table(rows: list[dict]) -> str:
+    """A markdown table of the candidates (the latest run of each), best log loss with flips first."""
+    latest = {row["name"]: row for row in rows}
+    ranked = sorted(latest.values(), key=lambda r: r.get("val_log_loss_tta", float("inf")))
+    lines = ["| candidate | validation accuracy, one view | with flips | log loss, flips "
+             "| under shifts | fine-tuning |", "|---|---|---|---|---|---|"]
+    for r in ranked:
+        c, extra = r["config"], r.get("augmentation") or {}
+        depth = "whole base" if c["fine_tune_layers"] in (None, 1000) else f"top {c['fine_tune_layers']}"
+        name = (f"`{r['name']}`: alpha {c['alpha']}, {c['image_size']} px, {depth} x {c['fine_tune_epochs']}"
+                + "".join(f", {k} {v}" for k, v in extra.items()))
+
+        def cell(key, fmt):
+            return format(r[key], fmt) if key in r else "-"
+
+        lines.append(f"| {name} | {r['val']:.1%} | {cell('val_tta', '.1%')} | {cell('val_log_loss_tta', '.3f')} "
+                     f"| {cell('val_shifted_mean', '.1%')} | {r['fine_tune_seconds'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def publish(rows: list[dict]) -> None:
+    """Put the candidates' table between the selection markers of README.md."""
+    from benchmark import README, with_table
+
+    hl.files.write_text_atomic(README, with_table(README.read_text(), table(rows), MARKERS))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"candidates (default: all): {', '.join(CANDIDATES)}")
+    parser.add_argument("--readme", action="store_true",
+                        help="train nothing: put the table of the candidates run so far in README.md")
     args = parser.parse_args(argv)
+    if args.readme:
+        publish([json.loads(line) for line in OUT.read_text().splitlines() if line.strip()])
+        return 0
     unknown = [n for n in args.names if n not in CANDIDATES]
     if unknown:
         parser.error(f"unknown candidate(s) {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}")

@@ -48,3 +48,29 @@ def test_time_to_85_percent_comes_from_the_first_snapshot_that_reached_it(benchm
     assert benchmark.time_to(kit, 0.85) == 160.0
     assert benchmark.time_to(kit, 0.95) is None
     assert benchmark.time_to({**kit, "test_curve": []}, 0.85) == 600.0  # no curve: the whole run
+
+
+@pytest.fixture(scope="module")
+def select_recipe():
+    spec = importlib.util.spec_from_file_location("select_recipe", ROOT / "benchmarks" / "select_recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def candidate_row(name, log_loss, image_size=128, **extra):
+    return {"name": name, "config": {"alpha": 0.35, "image_size": image_size, "fine_tune_layers": None,
+                                     "fine_tune_epochs": 8}, "val": 0.99, "val_tta": 0.995,
+            "val_log_loss_tta": log_loss, "val_shifted_mean": 0.95, "fine_tune_seconds": 600.0, **extra}
+
+
+def test_the_selection_table_ranks_the_latest_run_of_each_candidate_by_validation_log_loss(select_recipe, benchmark):
+    rows = [candidate_row("a", 0.05), candidate_row("b", 0.03, image_size=160),
+            candidate_row("a", 0.01, augmentation={"zoom": 0.3})]  # a's rerun replaces its first run
+    lines = select_recipe.table(rows).splitlines()[2:]
+    assert len(lines) == 2
+    assert lines[0].startswith("| `a`: alpha 0.35, 128 px, whole base x 8, zoom 0.3 | 99.0% | 99.5% | 0.010 |")
+    assert lines[1].startswith("| `b`: alpha 0.35, 160 px")
+    readme = f"intro\n{select_recipe.MARKERS[0]}\nold\n{select_recipe.MARKERS[1]}\n"
+    out = benchmark.with_table(readme, select_recipe.table(rows), select_recipe.MARKERS)
+    assert "old" not in out and out.count("`a`") == 1 and out.startswith("intro\n")
