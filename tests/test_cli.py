@@ -33,6 +33,26 @@ def test_bad_data_path_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_train_can_turn_the_flipped_views_off(monkeypatch):
+    from hematolib import cli, recipe
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_run(ds, config, **kwargs):  # records the recipe's config instead of training
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(recipe, "run", fake_run)
+    monkeypatch.setattr(cli, "_dataset", lambda args: None)
+    for argv in (["train"], ["train", "--no-flips"]):
+        with pytest.raises(Stop):
+            cli.cmd_train(cli.build_parser().parse_args(argv))
+    assert [c.flips for c in seen] == [True, False]
+
+
 def test_predict_with_missing_model_explains(tmp_path, synthetic_root):
     image = next((synthetic_root / "dataset2-master/images/TEST/MONOCYTE").iterdir())
     result = run("predict", image, "--model", tmp_path / "none.keras", check=False)
@@ -47,6 +67,7 @@ def test_train_on_real_data_then_predict_and_evaluate(real_root, weights_dir, tm
     out = run("train", "--per-class", 24, "--epochs", 4, "--fine-tune-epochs", 0, "--image-size", 96, "--out", model,
               "--verbose", 0, env=env).stdout
     assert "TEST: accuracy" in out and f"Model saved to {model}" in out
+    assert json.loads(model.with_suffix(".json").read_text())["config"]["flips"] is True  # the default
     test_dir = real_root / "dataset2-master" / "images" / "TEST"
     images = [sorted((test_dir / c).iterdir())[0] for c in CLASS_NAMES]
     junk = tmp_path / "notes.jpg"
