@@ -109,7 +109,7 @@ def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list]
     return stored[[index[k] for k in keys]]
 
 
-CHUNK = 1024  # images cropped per step: bounds the float32 memory of a step to about 200 MB at 128 px
+CHUNK = 1024  # images cropped per step: bounds the float32 memory of a step to about 300 MB at 160 px
 
 
 def extract_crops(model, records: Sequence[ImageRecord], batch_size: int = 64, cache: bool = True,
