@@ -242,7 +242,7 @@ def targets(kit: dict, tut: dict) -> str:
          f"{tut['test']['accuracy']:.1%} TEST)",
          verdict(reached is not None and reached <= limit,
                  "the kit does not reach 85% TEST" if reached is None
-                 else f"{reached / limit:.1f}x the limit")),
+                 else f"{(reached - limit) / 60:.1f} min over the limit ({reached / limit:.2f}x)")),
     ]
     lines = ["\n**Against the targets of issue #6** (2-core CPU, no GPU):\n", "| target | result | met? |",
              "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -275,9 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small run: a few minutes")
     parser.add_argument("--readme", action="store_true",
                         help="put the table in README.md and the figures in benchmarks/ (full runs only)")
+    parser.add_argument("--republish", metavar="RESULTS_JSON",
+                        help="train nothing: rewrite the README table from a published run's figures "
+                             "(after a change to how the table is written)")
     args = parser.parse_args(argv)
     if args.readme and args.quick:
         parser.error("--readme publishes full runs only; a --quick run trains on a subset.")
+    if args.republish:
+        results = json.loads(Path(args.republish).read_text())
+        if results["command"] != "make benchmark":
+            parser.error(f"{args.republish} is not from a full run ({results['command']}).")
+        print(f"README.md updated; figures in {publish(results, markdown(results))}")
+        return 0
     ds = hl.data.open_dataset(allow_synthetic=False)
     config = Config(per_class=150, head_epochs=20, fine_tune_epochs=1) if args.quick else Config()
     OUT.mkdir(parents=True, exist_ok=True)

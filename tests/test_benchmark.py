@@ -74,3 +74,19 @@ def test_the_selection_table_ranks_the_latest_run_of_each_candidate_by_validatio
     readme = f"intro\n{select_recipe.MARKERS[0]}\nold\n{select_recipe.MARKERS[1]}\n"
     out = benchmark.with_table(readme, select_recipe.table(rows), select_recipe.MARKERS)
     assert "old" not in out and out.count("`a`") == 1 and out.startswith("intro\n")
+
+
+def test_only_a_full_runs_figures_can_be_republished(benchmark, tmp_path):
+    quick = tmp_path / "results.json"
+    quick.write_text('{"command": "make benchmark ARGS=--quick"}')
+    with pytest.raises(SystemExit):
+        benchmark.main(["--republish", str(quick)])
+
+
+def test_the_time_target_says_by_how_much_it_is_missed(benchmark):
+    kit = {"train_seconds": 900.0, "test": {"accuracy": 0.84, "ci_low": 0.77, "ci_high": 0.9},
+           "test_simple": {"correct": 61}, "latency_keras": {"median_ms": 23.0},
+           "test_curve": [{"after": "epoch 3", "seconds": 342.0, "test_accuracy": 0.852}]}
+    text = benchmark.targets(kit, {"seconds_to_best": 1650.0, "test": {"accuracy": 0.537}})
+    assert "kit: 5.7 min; limit 5.5 min" in text and "no: 0.2 min over the limit (1.04x)" in text
+    assert "| TEST_SIMPLE >= 65/71 | 61/71 | no: 4 short |" in text
