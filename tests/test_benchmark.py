@@ -33,6 +33,8 @@ def test_the_readme_holds_a_published_table_and_its_raw_figures_exist(benchmark)
     assert "| **TEST accuracy**" in block and "Against the targets of issue #6" in block
     raw = block.split("Raw figures: `")[1].split("`")[0]
     assert (ROOT / raw).is_file()
+    selection = readme.split("<!-- selection -->")[1].split("<!-- /selection -->")[0]
+    assert "| candidate |" in selection and (ROOT / "benchmarks" / "selection.json").is_file()
 
 
 def test_quick_runs_are_never_published(benchmark):
