@@ -10,12 +10,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "benchmarks" / "benchmark.py")
+def script(name: str):
+    """A script of benchmarks/ loaded as a module (they are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    return script("benchmark")
 
 
 def test_the_table_replaces_only_what_stands_between_the_markers(benchmark):
@@ -54,10 +59,7 @@ def test_time_to_85_percent_comes_from_the_first_snapshot_that_reached_it(benchm
 
 @pytest.fixture(scope="module")
 def select_recipe():
-    spec = importlib.util.spec_from_file_location("select_recipe", ROOT / "benchmarks" / "select_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("select_recipe")
 
 
 def candidate_row(name, log_loss, image_size=128, **extra):
