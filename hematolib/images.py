@@ -41,6 +41,7 @@ def decode_image(data: bytes, name: str = "image", max_bytes: int = MAX_FILE_BYT
                     f"{name}: {width}x{height} pixels is too large (limit {max_pixels:,} pixels); "
                     "crop the image around the cell.")
             img.load()
+            return _to_rgb(img, name)  # reads further frames and tags: as hostile as the header
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -55,7 +56,6 @@ def decode_image(data: bytes, name: str = "image", max_bytes: int = MAX_FILE_BYT
     except Exception as exc:  # PIL plugins raise odd types on hostile input
         raise ImageDecodeError(f"{name}: the image cannot be decoded ({type(exc).__name__}).") \
             from None
-    return _to_rgb(img, name)
 
 
 def _to_rgb(img: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:

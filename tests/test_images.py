@@ -115,6 +115,23 @@ def test_quick_check_finds_zero_byte_truncated_and_fake_files(tmp_path):
     assert "not an image" in quick_check(tmp_path / "fake.jpeg")
 
 
+def test_a_tiff_whose_second_frame_is_broken_is_reported_not_raised():
+    """Found by the fuzz test below: PIL raised TypeError while counting a damaged TIFF's frames."""
+    import struct
+
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (10, 200)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:])
+    data = bytearray(buf.getvalue())
+    first = struct.unpack_from("<I", data, 4)[0]
+    second = struct.unpack_from("<I", data, first + 2 + 12 * struct.unpack_from("<H", data, first)[0])[0]
+    for i in range(struct.unpack_from("<H", data, second)[0]):
+        if struct.unpack_from("<H", data, second + 2 + 12 * i)[0] == 256:  # ImageWidth of frame 2
+            struct.pack_into("<H", data, second + 2 + 12 * i, 65000)  # -> an unknown tag
+    with pytest.raises(ImageDecodeError, match="upload.tif: the image cannot be decoded"):
+        decode_image(bytes(data), name="upload.tif")
+
+
 SEED_IMAGES = [encode(rgb_image(), f) for f in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")]
 
 
