@@ -36,8 +36,8 @@ def cmd_explore(args) -> int:
 def cmd_train(args) -> int:
     """Train the default recipe and save the model."""
     config = Config(alpha=args.alpha, image_size=args.image_size, crop=not args.no_crop, flips=not args.no_flips,
-                    per_class=args.per_class,
-                    head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
+                    per_class=args.per_class, head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+                    seed=args.seed)
     from .recipe import run
 
     result = run(_dataset(args), config, out=Path(args.out), verbose=args.verbose)
