@@ -8,6 +8,7 @@ from pathlib import Path
 
 CLASS_NAMES: tuple[str, ...] = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
 SPLITS: tuple[str, ...] = ("TRAIN", "TEST", "TEST_SIMPLE")
+SCHEDULES: tuple[str, ...] = ("cosine", "plateau")  # fine-tuning learning-rate schedules (Config.schedule)
 
 # The project folder when hematolib runs from a checkout (editable install); else the cwd.
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ class Config:
     flips: bool = True  # the model predicts the mean over four flipped views (test-time augmentation)
     batch_size: int = 32
     seed: int = 42
-    val_fraction: float = 0.2  # share of TRAIN originals held out for validation
+    val_fraction: float = 0.2  # share of TRAIN originals held out for validation; 0: train on all of them
     per_class: int | None = None  # cap on images per class and split (None = all)
     head_epochs: int = 30
     head_learning_rate: float = 1e-3
@@ -33,8 +34,22 @@ class Config:
     fine_tune_epochs: int = 8  # under two minutes each on a 2-core CPU with all of TRAIN (cached crops)
     fine_tune_layers: int | None = None  # layers at the top of the base to unfreeze; None: all of it
     fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
+    # "cosine": a fixed decay to zero over fine_tune_epochs, keep the last epoch; it needs no
+    # validation, so the run validated on held-out cells can be repeated on all of TRAIN (a refit).
+    # "plateau": lower the learning rate when validation loss stalls, stop early, keep the best
+    # validation epoch.
+    schedule: str = "cosine"
     patience: int = 5
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be at least 0 and below 1, got {self.val_fraction}.")
+        if self.val_fraction == 0 and self.schedule != "cosine":
+            raise ValueError("val_fraction=0 (no validation cells) needs schedule='cosine': the 'plateau' "
+                             "schedule decides when to stop from validation loss.")
 
     @classmethod
     def from_dict(cls, d: dict, **overrides) -> "Config":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
 import warnings
 import zipfile
@@ -169,9 +170,13 @@ def array_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int = 32,
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _callbacks(patience: int, checkpoint: Path | None = None) -> list:
+def _callbacks(patience: int, checkpoint: Path | None = None, validated: bool = True) -> list:
+    """Early stopping and learning-rate reduction on validation loss, and the best epoch's
+    checkpoint; none of them without validation (`validated=False`: a fixed schedule)."""
     import keras
 
+    if not validated:
+        return []
     cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True),
            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
@@ -205,24 +210,27 @@ def fit_head(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], co
     """Train only the head on cached frozen features; the full `model` gets the trained head.
 
     Features are extracted once (a few minutes for all of TRAIN on a laptop CPU, then read from
-    disk), so each epoch takes seconds.
+    disk), so each epoch takes seconds. With the "plateau" schedule, training stops when validation
+    loss stalls; with "cosine" (fixed, as when refitting on all of TRAIN) it runs all `config.head_epochs`.
     """
     import keras
 
     set_seed(config.seed)
-    x_train = extract_features(model, train, cache=cache, verbose=verbose)
-    x_val = extract_features(model, val, cache=cache, verbose=verbose)
-    y_train, y_val = labels_of(train), labels_of(val)
     k = len(config.class_names)
+    x_train = extract_features(model, train, cache=cache, verbose=verbose)
+    y_train = labels_of(train)
+    validation = None
+    if val:
+        validation = (extract_features(model, val, cache=cache, verbose=verbose),
+                      _targets(labels_of(val), config.label_smoothing, k))
     head = head_of(model)
     metric = "categorical_accuracy" if config.label_smoothing else "sparse_categorical_accuracy"
     head.compile(optimizer=keras.optimizers.Adam(config.head_learning_rate),
                  loss=_loss(config.label_smoothing), metrics=[keras.metrics.get(metric)])
-    fit = head.fit(x_train, _targets(y_train, config.label_smoothing, k),
-                   validation_data=(x_val, _targets(y_val, config.label_smoothing, k)),
+    fit = head.fit(x_train, _targets(y_train, config.label_smoothing, k), validation_data=validation,
                    epochs=config.head_epochs, batch_size=config.batch_size,
                    class_weight=class_weights(y_train, k), verbose=2 if verbose else 0,
-                   callbacks=_callbacks(config.patience))
+                   callbacks=_callbacks(config.patience, validated=bool(val) and config.schedule == "plateau"))
     return History("head", _rename_accuracy(fit.history))
 
 
@@ -232,7 +240,9 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     end with a 10x lower learning rate.
 
     A cropping model trains on its stored cell crops (`extract_crops`), so no smear is decoded or
-    cropped again per epoch. Keeps the weights of the best validation epoch (restored at the end).
+    cropped again per epoch. `config.schedule` "plateau" keeps the weights of the best validation
+    epoch (restored at the end); "cosine" decays the learning rate to zero and keeps the last epoch,
+    and works without validation records (`val` empty: training on all of TRAIN).
     callbacks: extra Keras callbacks (progress, snapshots); they see the network being trained.
     """
     import keras
@@ -253,14 +263,23 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
                                seed=config.seed, augment=aug)
         return ds.map(lambda x, y: (x, _one_hot(y, k))) if smooth else ds
 
-    network.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
+    plateau = config.schedule == "plateau"
+    if plateau and not val:
+        raise ValueError("The 'plateau' schedule needs validation records; use schedule='cosine' "
+                         "to fine-tune on all of TRAIN.")
+    rate = config.fine_tune_learning_rate
+    if not plateau:  # fixed: no decision depends on validation
+        steps = config.fine_tune_epochs * math.ceil(len(train) / config.batch_size)
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps, alpha=0.0)
+    network.compile(optimizer=keras.optimizers.Adam(rate),
                     loss=_loss(config.label_smoothing), metrics=["accuracy"])
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
-        fit = network.fit(pipeline(train, True, augment), validation_data=pipeline(val, False, None),
+        fit = network.fit(pipeline(train, True, augment),
+                          validation_data=pipeline(val, False, None) if val else None,
                           epochs=config.fine_tune_epochs, verbose=verbose, shuffle=False,
                           class_weight=class_weights(labels_of(train), k),
-                          callbacks=_callbacks(config.patience, checkpoint=best) + list(callbacks))
+                          callbacks=_callbacks(config.patience, best, validated=plateau) + list(callbacks))
         if best.exists():
             network.load_weights(best)
     return History("fine_tune", _rename_accuracy(fit.history))
