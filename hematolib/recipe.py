@@ -32,42 +32,67 @@ def split(ds: Dataset, config: Config, splitter=split_by_original):
     """The recipe's train and validation records: grouped by original cell, then capped.
 
     Validation gets a quarter of the per-class cap (at least 8), like the 80/20 split itself.
+    With `config.val_fraction` 0 every TRAIN cell trains and validation is empty (a refit).
     """
+    if not config.val_fraction:
+        return cap_per_class(list(ds.train), config.per_class, config.seed), []
     train, val = splitter(ds.train, config.val_fraction, config.seed)
     val_cap = max(config.per_class // 4, 8) if config.per_class else None
     return cap_per_class(train, config.per_class, config.seed), cap_per_class(val, val_cap, config.seed)
 
 
-def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1,
-        callbacks: Sequence = ()) -> RecipeResult:
-    """Grouped split, head on cached features, optional fine-tuning with augmentation, then
-    VALIDATION, TEST and TEST_SIMPLE reports; saves the model with its metadata to `out` when given.
+@dataclass
+class Trained:
+    """What `fit` produced: the model, its training curves, and each stage's wall time in seconds."""
+
+    model: object
+    histories: list[History]
+    seconds: dict[str, float]
+
+
+def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: int = 1,
+        callbacks: Sequence = ()) -> Trained:
+    """The recipe's training, and nothing else (no TEST): a new model, features extracted once,
+    the head on them, then fine-tuning with augmentation (`augment`, default hl.augment.build's)
+    if `config.fine_tune_epochs`. `val` may be empty with the fixed "cosine" schedule (a refit).
     callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model as mdl
     from .augment import build as build_augmenter
 
     seconds: dict[str, float] = {}
-    train, val = split(ds, config)
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
                       seed=config.seed, crop=config.crop, flips=config.flips)
     start = time.perf_counter()
-    extract_features(model, train + val, verbose=verbose)  # once; the head reads them back
+    extract_features(model, list(train) + list(val), verbose=verbose)  # once; the head reads them back
     seconds["feature extraction"] = time.perf_counter() - start
     start = time.perf_counter()
     histories = [fit_head(model, train, val, config, verbose=verbose)]
     seconds["head"] = time.perf_counter() - start
     if config.fine_tune_epochs:
         start = time.perf_counter()
-        histories.append(fine_tune(model, train, val, config, augment=build_augmenter(seed=config.seed),
-                                   verbose=verbose, callbacks=callbacks))
+        augment = augment if augment is not None else build_augmenter(seed=config.seed)
+        histories.append(fine_tune(model, train, val, config, augment=augment, verbose=verbose,
+                                   callbacks=callbacks))
         seconds["fine-tuning"] = time.perf_counter() - start
-    reports = {"VALIDATION": evaluate_records(model, val, "VALIDATION")[0],
-               "TEST": evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed),
-                                        "TEST")[0]}
+    return Trained(model, histories, seconds)
+
+
+def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1,
+        callbacks: Sequence = ()) -> RecipeResult:
+    """`split`, `fit`, then VALIDATION (unless `config.val_fraction` is 0: trained on every TRAIN
+    cell), TEST and TEST_SIMPLE reports; saves the model with its metadata to `out` when given.
+    callbacks: extra Keras callbacks for the fine-tuning stage."""
+    from . import model as mdl
+
+    train, val = split(ds, config)
+    trained = fit(train, val, config, verbose=verbose, callbacks=callbacks)
+    model = trained.model
+    reports = {"VALIDATION": evaluate_records(model, val, "VALIDATION")[0]} if val else {}
+    reports["TEST"] = evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed), "TEST")[0]
     if ds.test_simple:
         reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
     path = mdl.save(model, out, model_info(config, ds, train, reports)) if out is not None else None
-    return RecipeResult(model, path, reports, histories, seconds)
+    return RecipeResult(model, path, reports, trained.histories, trained.seconds)
 
 
 def compare_splits(ds: Dataset, config: Config, verbose: int = 0) -> dict[str, dict[str, float]]:
@@ -126,13 +151,40 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") ->
 
 
 def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report]):
-    """The metadata to save with a model trained by this recipe."""
+    """The metadata to save with a model trained by this recipe.
+
+    A refit (`config.val_fraction` 0) has no validation cells of its own; a VALIDATION report
+    given for it is the held-out run's of the same recipe, and its metrics say so.
+    """
     from . import model as mdl
 
+    metrics = {k: r.to_dict() for k, r in reports.items()}
+    if not config.val_fraction and "VALIDATION" in metrics:
+        metrics["VALIDATION"]["estimated_by"] = REFIT_ESTIMATE
     return mdl.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
                          alpha=config.alpha, crop=config.crop, data_fingerprint=fingerprint(train),
-                         synthetic_data=ds.synthetic, config=config.to_dict(),
-                         metrics={k: r.to_dict() for k, r in reports.items()})
+                         synthetic_data=ds.synthetic, config=config.to_dict(), metrics=metrics)
+
+
+REFIT_ESTIMATE = ("the same recipe's run with these cells held out: this model trained on every TRAIN cell, "
+                  "so it has no validation cells of its own")
+
+
+def refit(ds: Dataset, config: Config, held_out: Report, fine_tuned: bool = True, verbose: int = 1):
+    """The final model: the recipe that `held_out` (its validation report) estimated, trained again
+    on every TRAIN cell with the same fixed schedule. `fine_tuned=False` when validation kept the
+    head-only model: the refit then trains the head only too. Returns (model, ModelInfo); TEST is
+    not touched."""
+    final = refit_config(config if fine_tuned else Config.from_dict(config.to_dict(), fine_tune_epochs=0))
+    cells, _ = split(ds, final)
+    trained = fit(cells, [], final, verbose=verbose)
+    return trained.model, model_info(final, ds, cells, {"VALIDATION": held_out})
+
+
+def refit_config(config: Config) -> Config:
+    """`config` for the final model: every TRAIN cell trains (no validation split), with the fixed
+    schedule whose held-out run validated it."""
+    return Config.from_dict(config.to_dict(), val_fraction=0.0, schedule="cosine")
 
 
 def load_or_train(path: str | Path | None = None, ds: Dataset | None = None,

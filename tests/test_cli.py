@@ -33,7 +33,7 @@ def test_bad_data_path_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_train_can_turn_the_flipped_views_off(monkeypatch):
+def test_train_uses_every_cell_unless_told_to_hold_some_out_and_can_turn_flips_off(monkeypatch):
     from hematolib import cli, recipe
 
     class Stop(Exception):
@@ -47,10 +47,11 @@ def test_train_can_turn_the_flipped_views_off(monkeypatch):
 
     monkeypatch.setattr(recipe, "run", fake_run)
     monkeypatch.setattr(cli, "_dataset", lambda args: None)
-    for argv in (["train"], ["train", "--no-flips"]):
+    for argv in (["train"], ["train", "--no-flips"], ["train", "--holdout"]):
         with pytest.raises(Stop):
             cli.cmd_train(cli.build_parser().parse_args(argv))
-    assert [c.flips for c in seen] == [True, False]
+    assert [c.flips for c in seen] == [True, False, True]
+    assert [c.val_fraction for c in seen] == [0.0, 0.0, 0.2] and {c.schedule for c in seen} == {"cosine"}
 
 
 def test_predict_with_missing_model_explains(tmp_path, synthetic_root):
@@ -67,7 +68,8 @@ def test_train_on_real_data_then_predict_and_evaluate(real_root, weights_dir, tm
     out = run("train", "--per-class", 24, "--epochs", 4, "--fine-tune-epochs", 0, "--image-size", 96, "--out", model,
               "--verbose", 0, env=env).stdout
     assert "TEST: accuracy" in out and f"Model saved to {model}" in out
-    assert json.loads(model.with_suffix(".json").read_text())["config"]["flips"] is True  # the default
+    config = json.loads(model.with_suffix(".json").read_text())["config"]
+    assert config["flips"] is True and config["val_fraction"] == 0.0  # the defaults: four views, every cell
     test_dir = real_root / "dataset2-master" / "images" / "TEST"
     images = [sorted((test_dir / c).iterdir())[0] for c in CLASS_NAMES]
     junk = tmp_path / "notes.jpg"

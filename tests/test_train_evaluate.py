@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -169,6 +171,53 @@ def test_fine_tuning_a_cropping_model_trains_it_on_stored_crops(synthetic_split,
                                atol=1e-5)
 
 
+def test_the_cosine_schedule_runs_every_epoch_to_a_zero_rate_without_validation(synthetic_split):
+    import keras
+
+    (tr, va), _ = synthetic_split
+    rates = []
+
+    class Rate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    config = replace(SMALL, fine_tune_epochs=3, schedule="cosine", patience=1)
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+    hist = train.fine_tune(model, tr[:32], [], config, verbose=0, callbacks=[Rate()])
+    assert hist.epochs == 3 and "val_loss" not in hist.metrics  # nothing stopped it early
+    assert rates[0] == pytest.approx(0.75e-4, rel=0.05) and rates[1] == pytest.approx(0.25e-4, rel=0.05)
+    assert rates[2] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="'plateau' schedule needs validation"):
+        train.fine_tune(model, tr[:32], [], replace(SMALL, schedule="plateau"), verbose=0)
+
+
+def test_a_config_that_cannot_train_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="schedule must be one of cosine, plateau"):
+        Config(schedule="step")
+    with pytest.raises(ValueError, match="needs schedule='cosine'"):
+        Config(val_fraction=0.0, schedule="plateau")
+    with pytest.raises(ValueError, match="below 1"):
+        Config(val_fraction=1.0)
+
+
+def test_a_refit_trains_on_every_train_cell(synthetic_root):
+    from hematolib import recipe
+
+    ds = load_dataset(synthetic_root)
+    everything = recipe.refit_config(Config(schedule="plateau", image_size=96))
+    assert everything.schedule == "cosine" and everything.image_size == 96
+    train_records, val = recipe.split(ds, everything)
+    assert val == [] and sorted(r.path for r in train_records) == sorted(r.path for r in ds.train)
+    held_in, held_out = recipe.split(ds, Config())
+    assert held_out and len(held_in) + len(held_out) == len(ds.train)
+    # the held-out run's validation, saved with the refit model, says where it comes from
+    held_out_report = evaluate.evaluate(np.eye(4)[[0, 1, 2, 3]], np.arange(4), np.arange(4), "VALIDATION", n_boot=10)
+    refit_info = recipe.model_info(everything, ds, train_records, {"VALIDATION": held_out_report})
+    assert "held out" in refit_info.metrics["VALIDATION"]["estimated_by"]
+    assert "estimated_by" not in recipe.model_info(Config(), ds, held_in, {"VALIDATION": held_out_report}
+                                                   ).metrics["VALIDATION"]
+
+
 @pytest.mark.real_data
 def test_head_on_imagenet_features_learns_the_synthetic_cells(synthetic_split, weights_dir, monkeypatch):
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
@@ -238,3 +287,16 @@ def test_the_recipe_times_its_stages_and_fine_tunes_with_augmentation(synthetic_
     assert all(v > 0 for v in result.seconds.values())
     assert seen["augment"] is not None and seen["augment"].name == "augment"
     assert mdl.read_info(result.path).crop and set(result.reports) == {"VALIDATION", "TEST", "TEST_SIMPLE"}
+    # the refit: every TRAIN cell, a fixed schedule, no validation report
+    refit = recipe.run(load_dataset(synthetic_root), recipe.refit_config(config), out=tmp_path / "refit.keras",
+                       verbose=0)
+    assert set(refit.reports) == {"TEST", "TEST_SIMPLE"} and refit.histories[-1].epochs == 1
+    assert mdl.read_info(refit.path).config["val_fraction"] == 0.0
+    # the notebook's refit: no TEST, and the held-out run's choice (here: head only) is repeated
+    monkeypatch.setattr(recipe, "fine_tune", lambda *a, **k: pytest.fail("the head-only choice was fine-tuned"))
+    final, info = recipe.refit(load_dataset(synthetic_root), config, result.reports["VALIDATION"],
+                               fine_tuned=False, verbose=0)
+    assert info.config["fine_tune_epochs"] == 0 and info.config["val_fraction"] == 0.0
+    assert info.metrics["VALIDATION"]["accuracy"] == result.reports["VALIDATION"].accuracy
+    assert set(info.metrics) == {"VALIDATION"} and final.predict(np.zeros((1, *final.input_shape[1:])),
+                                                                 verbose=0).shape == (1, 4)
