@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +35,18 @@ CANDIDATES: dict[str, Config] = {
     "0.35-all-8-strong": Config(image_size=128, fine_tune_epochs=8, fine_tune_layers=None),
     "0.35-all-8-160": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None),  # the default now
     "0.35-all-8-160-strong": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None),
+    "0.35-all-8-160-cosine": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None, schedule="cosine"),
+    "0.35-all-8-160-cosine-fewer": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None,
+                                          schedule="cosine"),
     "0.35-all-8-192": Config(image_size=192, fine_tune_epochs=8, fine_tune_layers=None),
     "1.0-top40-6": Config(image_size=128, alpha=1.0, fine_tune_epochs=6, fine_tune_layers=40),
     "1.0-all-6": Config(image_size=128, alpha=1.0, fine_tune_epochs=6, fine_tune_layers=None),
 }
 STRONG = {"zoom": 0.3, "hue": 0.08}  # stronger scale and stain-hue jitter than hl.augment.build's defaults
 AUGMENTATION: dict[str, dict] = {"0.35-all-8-strong": STRONG, "0.35-all-8-160-strong": STRONG}  # per candidate
+# Share of the training cells a candidate keeps: a learning curve, to see whether more cells help
+# (which decides whether refitting on all of TRAIN is worth its time).
+TRAIN_CELLS: dict[str, float] = {"0.35-all-8-160-cosine-fewer": 0.75}
 MODELS = OUT.parent / "candidates"  # each candidate's trained model, to score it again without retraining
 
 
@@ -75,21 +80,19 @@ def run(name: str, config: Config) -> dict:
     """Train one candidate and score it on the grouped validation cells."""
     ds = hl.data.open_dataset(allow_synthetic=False)
     train, val = hl.recipe.split(ds, config)
-    model = hl.model.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
-                           seed=config.seed, crop=config.crop, flips=config.flips)
-    start = time.perf_counter()
-    head = hl.train.fit_head(model, train, val, config, verbose=0)
-    head_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    if name in TRAIN_CELLS:  # a seeded, class-stratified share of the training cells
+        train, _ = hl.data.split_by_original(train, 1 - TRAIN_CELLS[name], config.seed)
     augment = hl.augment.build(seed=config.seed, **AUGMENTATION.get(name, {}))
-    tuned = hl.train.fine_tune(model, train, val, config, augment=augment, verbose=2)
-    tune_seconds = time.perf_counter() - start
+    trained = hl.recipe.fit(train, val, config, augment=augment, verbose=2)
+    model, (head, tuned) = trained.model, trained.histories
     MODELS.mkdir(parents=True, exist_ok=True)
     model.save(MODELS / f"{name}.keras")
     return {"name": name, "config": config.to_dict(), "augmentation": AUGMENTATION.get(name, {}),
+            "train_cells": len({r.original for r in train}), "train_share": TRAIN_CELLS.get(name, 1.0),
             "val_head_best": head.best(),
             "val_per_epoch": tuned.metrics["val_accuracy"], "val_loss_per_epoch": tuned.metrics["val_loss"],
-            **score(model, val), "head_seconds": head_seconds, "fine_tune_seconds": tune_seconds}
+            **score(model, val), "head_seconds": trained.seconds["head"],
+            "fine_tune_seconds": trained.seconds["fine-tuning"]}
 
 
 MARKERS = ("<!-- selection -->", "<!-- /selection -->")
@@ -104,8 +107,10 @@ def table(rows: list[dict]) -> str:
     for r in ranked:
         c, extra = r["config"], r.get("augmentation") or {}
         depth = "whole base" if c["fine_tune_layers"] in (None, 1000) else f"top {c['fine_tune_layers']}"
+        schedule = ", cosine schedule, last epoch" if c.get("schedule") == "cosine" else ""
         name = (f"`{r['name']}`: alpha {c['alpha']}, {c['image_size']} px, {depth} x {c['fine_tune_epochs']}"
-                + "".join(f", {k} {v}" for k, v in extra.items()))
+                + schedule + "".join(f", {k} {v}" for k, v in extra.items())
+                + (f", {r['train_cells']} training cells" if r["name"] in TRAIN_CELLS else ""))
 
         def cell(key, fmt):
             return format(r[key], fmt) if key in r else "-"
@@ -118,9 +123,8 @@ def table(rows: list[dict]) -> str:
 def publish(rows: list[dict]) -> Path:
     """Put the candidates' table between the selection markers of README.md, and the latest run
     of each candidate in benchmarks/selection.json."""
-    from benchmark import README, with_table
+    from benchmark import README, SELECTION as raw, with_table
 
-    raw = PROJECT_DIR / "benchmarks" / "selection.json"
     hl.files.write_text_atomic(raw, json.dumps(list({r["name"]: r for r in rows}.values()), indent=1) + "\n")
     text = table(rows) + f"\n\nRaw figures: `benchmarks/{raw.name}`."
     hl.files.write_text_atomic(README, with_table(README.read_text(), text, MARKERS))

@@ -94,3 +94,23 @@ def test_the_time_target_says_by_how_much_it_is_missed(benchmark):
     text = benchmark.targets(kit, {"seconds_to_best": 1650.0, "test": {"accuracy": 0.537}})
     assert "kit: 5.7 min; limit 5.5 min" in text and "no: 0.2 min over the limit (1.04x)" in text
     assert "| TEST_SIMPLE >= 65/71 | 61/71 | no: 4 short |" in text
+
+
+def test_a_refit_reports_the_held_out_run_of_the_same_recipe(benchmark, tmp_path):
+    import json
+
+    from hematolib.config import Config
+    from hematolib.recipe import refit_config
+
+    config = refit_config(Config())
+    held = {**Config().to_dict(), "schedule": "cosine"}
+    rows = [{"name": "other", "config": {**held, "image_size": 96}},
+            {"name": "strong", "config": held, "augmentation": {"zoom": 0.3}},
+            {"name": "fewer", "config": held, "augmentation": {}, "train_share": 0.75},
+            {"name": "same", "config": held, "augmentation": {}, "train_share": 1.0}]
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps(rows))
+    assert benchmark.held_out_run(config, selection)["name"] == "same"
+    assert benchmark.held_out_run(refit_config(Config(image_size=128)), selection) is None
+    # the published selection holds the default recipe's held-out run: the README's validation row
+    assert benchmark.held_out_run(config) is not None, "rerun select_recipe.py for the default recipe"
