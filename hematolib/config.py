@@ -39,7 +39,7 @@ class Config:
     # "plateau": lower the learning rate when validation loss stalls, stop early, keep the best
     # validation epoch.
     schedule: str = "cosine"
-    patience: int = 5
+    patience: int = 5  # "plateau" schedule: epochs without improvement in validation loss before it stops
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
 
     def __post_init__(self):
