@@ -182,9 +182,13 @@ def refit(ds: Dataset, config: Config, held_out: Report, fine_tuned: bool = True
 
 
 def refit_config(config: Config) -> Config:
-    """`config` for the final model: every TRAIN cell trains (no validation split), with the fixed
-    schedule whose held-out run validated it."""
-    return Config.from_dict(config.to_dict(), val_fraction=0.0, schedule="cosine")
+    """`config` for the final model: the same recipe, with every TRAIN cell training (no validation
+    split). Only a fixed schedule can be repeated without validation cells."""
+    if config.schedule != "cosine":
+        raise ValueError(f"A refit repeats the validated recipe on every cell, but the {config.schedule!r} "
+                         "schedule picks its epoch on validation cells, which a refit has none of. Use "
+                         "schedule='cosine', or keep the held-out model (REFIT = False, train --holdout).")
+    return Config.from_dict(config.to_dict(), val_fraction=0.0)
 
 
 def load_or_train(path: str | Path | None = None, ds: Dataset | None = None,

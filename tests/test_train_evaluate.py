@@ -204,8 +204,10 @@ def test_a_refit_trains_on_every_train_cell(synthetic_root):
     from hematolib import recipe
 
     ds = load_dataset(synthetic_root)
-    everything = recipe.refit_config(Config(schedule="plateau", image_size=96))
-    assert everything.schedule == "cosine" and everything.image_size == 96
+    everything = recipe.refit_config(Config(image_size=96))
+    assert everything.schedule == "cosine" and everything.image_size == 96 and everything.val_fraction == 0
+    with pytest.raises(ValueError, match="picks its epoch on validation cells"):
+        recipe.refit_config(Config(schedule="plateau"))  # not silently swapped for another schedule
     train_records, val = recipe.split(ds, everything)
     assert val == [] and sorted(r.path for r in train_records) == sorted(r.path for r in ds.train)
     held_in, held_out = recipe.split(ds, Config())
