@@ -114,8 +114,8 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     else:  # a refit: its estimate is the held-out run of the same recipe, in the selection
         held = held_out_run(config)
         validation = {"validation_split": "none of its own: trained on every TRAIN cell"
-                                          + (f"; the same recipe with 20% of the cells held out (`{held['name']}` in "
-                                             "the selection) scored" if held else ""),
+                                          + (f"; below: the same recipe with {Config().val_fraction:.0%} of the cells "
+                                             f"held out (`{held['name']}` in the selection)" if held else ""),
                       "validation_accuracy": held["val_tta" if config.flips else "val"] if held else None,
                       "validation_accuracy_head_only": held["val_head_best"] if held else None}
 

@@ -48,8 +48,9 @@ class Config:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be at least 0 and below 1, got {self.val_fraction}.")
         if self.val_fraction == 0 and self.schedule != "cosine":
-            raise ValueError("val_fraction=0 (no validation cells) needs schedule='cosine': the 'plateau' "
-                             "schedule decides when to stop from validation loss.")
+            raise ValueError("val_fraction=0 (no validation cells, as in a refit) needs schedule='cosine': the "
+                             "'plateau' schedule picks its epoch on validation cells. Use schedule='cosine', or "
+                             "keep validation cells (REFIT = False in notebook 04, train --holdout).")
 
     @classmethod
     def from_dict(cls, d: dict, **overrides) -> "Config":

@@ -183,11 +183,7 @@ def refit(ds: Dataset, config: Config, held_out: Report, fine_tuned: bool = True
 
 def refit_config(config: Config) -> Config:
     """`config` for the final model: the same recipe, with every TRAIN cell training (no validation
-    split). Only a fixed schedule can be repeated without validation cells."""
-    if config.schedule != "cosine":
-        raise ValueError(f"A refit repeats the validated recipe on every cell, but the {config.schedule!r} "
-                         "schedule picks its epoch on validation cells, which a refit has none of. Use "
-                         "schedule='cosine', or keep the held-out model (REFIT = False, train --holdout).")
+    split). Config refuses it for a schedule that needs validation cells ("plateau")."""
     return Config.from_dict(config.to_dict(), val_fraction=0.0)
 
 
