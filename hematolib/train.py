@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -78,12 +80,57 @@ def _record_key(r: ImageRecord) -> str:
     return f"{r.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
+def _mapped_member(path: Path, name: str) -> np.ndarray:
+    """Array `name` of the .npz at `path`, memory-mapped rather than read, so that taking a few
+    rows (TEST_SIMPLE's 71 crops, say) reads those rows, not the whole 1.5 GB store.
+
+    np.savez stores its members uncompressed, so a member's .npy bytes sit whole inside the zip;
+    anything else (a compressed member, say) is read into memory as np.load would.
+    """
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(info) as fh:
+                return np.lib.format.read_array(fh)
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)  # the member's local header: its name and extra field precede the data
+        if local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"no local header for {name}.npy")
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(fh)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{name}.npy holds Python objects")
+    if offset + dtype.itemsize * math.prod(shape) > path.stat().st_size:
+        raise EOFError(f"{name}.npy is shorter than its header says")
+    if not math.prod(shape):
+        return np.empty(shape, dtype)  # nothing to map (an empty file cannot be mapped)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran_order else "C")
+
+
+def _still_current(key: str) -> bool:
+    """Whether the image a store row was computed from is still there, unchanged (see _record_key)."""
+    path, size, mtime_ns = key.rsplit("|", 2)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return (str(stat.st_size), str(stat.st_mtime_ns)) == (size, mtime_ns)
+
+
 def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list], np.ndarray],
             cache: bool) -> np.ndarray:
     """`compute(records)` row by row, kept per image file in the .npz at `path`.
 
-    Rows of images already in the store are read back; only new images are computed, then the
-    store is rewritten atomically (an interrupted run leaves the old store intact).
+    Rows of images already in the store are read back (memory-mapped: only those rows are read);
+    only new images are computed, then the store is rewritten atomically (an interrupted run leaves
+    the old store intact) without the rows of images changed or deleted since.
     """
     keys = [_record_key(r) for r in records]
     stored_keys, stored = [], None
@@ -91,7 +138,8 @@ def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list]
         try:
             with np.load(path) as store:
                 stored_keys = store["keys"].tolist()
-                stored = store["values" if "values" in store.files else "features"]  # older kit versions
+                name = "values" if "values" in store.files else "features"  # older kit versions
+            stored = _mapped_member(path, name)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             warnings.warn(f"{path}: the cache file is damaged ({type(exc).__name__}: {exc}); "
                           "computing it again.", stacklevel=3)
@@ -100,14 +148,17 @@ def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list]
     missing = {k: r for k, r in zip(keys, records) if k not in index}
     if missing:
         new = compute(list(missing.values()))
-        stored = new if stored is None else np.concatenate([stored, new])
-        for k in missing:
-            index[k] = len(index)
+        # Rows of files changed or gone since they were stored are dropped: else the store grows by
+        # a whole dataset each time one is copied or unpacked again. Indexing copies the kept rows
+        # into memory, so the mapped file is closed before it is replaced (Windows refuses that).
+        kept = [k for k in index if _still_current(k)]
+        stored = np.concatenate([stored[[index[k] for k in kept]], new]) if kept else new
+        index = {k: i for i, k in enumerate([*kept, *missing])}
         if cache:
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, keys=np.array(list(index)), values=stored)
-    return stored[[index[k] for k in keys]]
+    return np.asarray(stored[[index[k] for k in keys]])  # a copy in memory: the mapped file closes
 
 
 CHUNK = 1024  # images cropped per step: bounds the float32 memory of a step to about 300 MB at 160 px

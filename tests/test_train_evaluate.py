@@ -136,6 +136,82 @@ def test_a_damaged_cache_file_is_reported_and_rebuilt(synthetic_split):
         assert len(store["keys"]) == 6
 
 
+def _files(folder, n):
+    """n image records whose files exist (the stores key rows by path, size and mtime)."""
+    from hematolib.data import ImageRecord
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{i}.jpeg").write_bytes(b"%d" % i)
+    return [ImageRecord(folder / f"{i}.jpeg", 0, "TRAIN", f"TRAIN/EOSINOPHIL/{i}") for i in range(n)]
+
+
+def test_a_few_rows_of_a_large_store_are_read_without_loading_it(tmp_path):
+    import tracemalloc
+
+    records = _files(tmp_path / "smears", 400)
+    rows = np.arange(400, dtype=np.uint8)[:, None, None, None] * np.ones((1, 160, 160, 3), np.uint8)  # 30 MB
+    path = tmp_path / "store.npz"
+    train._stored(path, records, lambda recs: rows[[int(r.path.stem) for r in recs]], cache=True)
+    some = [records[i] for i in (399, 3, 200)]
+    tracemalloc.start()
+    got = train._stored(path, some, lambda recs: pytest.fail("stored rows were recomputed"), cache=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(got, rows[[399, 3, 200]])
+    assert type(got) is np.ndarray  # a copy: the store's file is not held open
+    assert peak < 3 * rows[0].nbytes + 2_000_000, f"{peak / 1e6:.0f} MB allocated to read 3 rows of 30 MB"
+    # adding rows rewrites the store with old and new ones
+    more = _files(tmp_path / "more", 2)
+    both = train._stored(path, [records[5], *more], lambda recs: np.full((len(recs), 160, 160, 3), 7, np.uint8),
+                         cache=True)
+    assert (both[0] == 5).all() and (both[1:] == 7).all()
+    with np.load(path) as store:
+        assert len(store["keys"]) == 402
+
+
+def test_rows_of_changed_or_deleted_images_leave_the_store(tmp_path):
+    import os
+
+    records = _files(tmp_path / "smears", 4)
+    path = tmp_path / "store.npz"
+    train._stored(path, records, lambda recs: np.zeros((len(recs), 2), np.float32), cache=True)
+    records[0].path.unlink()  # gone
+    stat = records[1].path.stat()
+    os.utime(records[1].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # unpacked again: new mtime
+    got = train._stored(path, records[1:], lambda recs: np.ones((len(recs), 2), np.float32), cache=True)
+    np.testing.assert_array_equal(got, [[1, 1], [0, 0], [0, 0]])  # only the changed image was computed
+    with np.load(path) as store:
+        assert sorted(k.split("|")[0] for k in store["keys"]) == sorted(str(r.path.resolve()) for r in records[1:])
+        assert len(store["values"]) == 3
+
+
+def test_a_compressed_or_older_store_is_still_read(tmp_path):
+    records = _files(tmp_path / "smears", 3)
+    keys = np.array([train._record_key(r) for r in records])
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "features.npz"
+    np.savez_compressed(path, keys=keys, features=values)  # an earlier kit's name for the rows
+    got = train._stored(path, records[::-1], lambda recs: pytest.fail("recomputed"), cache=True)
+    np.testing.assert_array_equal(got, values[::-1])
+
+
+def test_a_store_shorter_than_its_header_is_reported_and_rebuilt(tmp_path):
+    records = _files(tmp_path / "smears", 3)
+    path = tmp_path / "crops.npz"
+    train._stored(path, records, lambda recs: np.ones((len(recs), 64), np.float32), cache=True)
+    keys = np.array([train._record_key(r) for r in records])
+    with open(path, "wb") as fh:  # a zip whose values member claims more rows than it holds
+        np.savez(fh, keys=keys, values=np.ones((3, 64), np.float32))
+    data = bytearray(path.read_bytes())
+    header = data.find(b"'shape': (3, 64)")
+    data[header:header + 16] = b"'shape': (9, 64)"
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="cache file is damaged.*computing it again"):
+        got = train._stored(path, records, lambda recs: np.full((len(recs), 64), 2, np.float32), cache=True)
+    assert (got == 2).all()
+
+
 def test_an_interrupted_cache_write_keeps_the_previous_store(synthetic_split, monkeypatch, tmp_path):
     (tr, _), _ = synthetic_split
     monkeypatch.setenv("HEMATO_CACHE", str(tmp_path))  # a folder of its own, to see what is left in it
