@@ -120,7 +120,8 @@ def table(rows: list[dict]) -> str:
         schedule = ", cosine schedule, last epoch" if c.get("schedule") == "cosine" else ""
         name = (f"`{r['name']}`: alpha {c['alpha']}, {c['image_size']} px, {depth} x {c['fine_tune_epochs']}"
                 + schedule + "".join(f", {k} {v}" for k, v in extra.items())
-                + (f", {r['train_cells']} training cells" if r["name"] in TRAIN_CELLS else ""))
+                + (f", {r['train_cells']} training cells" if r["name"] in TRAIN_CELLS else "")
+                + (f", seed {c['seed']} (other validation cells)" if c.get("seed", Config().seed) != Config().seed else ""))
 
         def cell(key, fmt):
             return format(r[key], fmt) if key in r else "-"

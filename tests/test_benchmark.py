@@ -71,10 +71,13 @@ def candidate_row(name, log_loss, image_size=128, **extra):
 def test_the_selection_table_ranks_the_latest_run_of_each_candidate_by_validation_log_loss(select_recipe, benchmark):
     rows = [candidate_row("a", 0.05), candidate_row("b", 0.03, image_size=160),
             candidate_row("a", 0.01, augmentation={"zoom": 0.3})]  # a's rerun replaces its first run
+    rows.append(candidate_row("b-seed7", 0.04))
+    rows[-1]["config"]["seed"] = 7
     lines = select_recipe.table(rows).splitlines()[2:]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].startswith("| `a`: alpha 0.35, 128 px, whole base x 8, zoom 0.3 | 99.0% | 99.5% | 0.010 |")
-    assert lines[1].startswith("| `b`: alpha 0.35, 160 px")
+    assert lines[1].startswith("| `b`: alpha 0.35, 160 px") and "seed" not in lines[1]
+    assert lines[2].startswith("| `b-seed7`: alpha 0.35, 128 px, whole base x 8, seed 7 (other validation cells) |")
     readme = f"intro\n{select_recipe.MARKERS[0]}\nold\n{select_recipe.MARKERS[1]}\n"
     out = benchmark.with_table(readme, select_recipe.table(rows), select_recipe.MARKERS)
     assert "old" not in out and out.count("`a`") == 1 and out.startswith("intro\n")
