@@ -28,9 +28,13 @@ class TFLiteModel:
     """A .tflite classifier: `probabilities(image)` for one float32 (height, width, 3) image."""
 
     def __init__(self, path: str | Path, threads: int = 2):
-        import tensorflow as tf
+        try:  # LiteRT, tf.lite's successor (pip install ai-edge-litert): TF plans to drop tf.lite.Interpreter
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            import tensorflow as tf
 
-        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+            Interpreter = tf.lite.Interpreter
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         details = self.interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = tuple(int(d) for d in details["shape"][1:3])
