@@ -33,7 +33,7 @@ CANDIDATES: dict[str, Config] = {
     "0.35-all-12": Config(image_size=128, fine_tune_epochs=12, fine_tune_layers=None),
     "0.35-all-8-ls": Config(image_size=128, fine_tune_epochs=8, fine_tune_layers=None, label_smoothing=0.1),
     "0.35-all-8-strong": Config(image_size=128, fine_tune_epochs=8, fine_tune_layers=None),
-    "0.35-all-8-160": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None),  # the default now
+    "0.35-all-8-160": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None),
     "0.35-all-8-160-strong": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None),
     "0.35-all-8-160-cosine": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None, schedule="cosine"),
     "0.35-all-8-160-cosine-fewer": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None,
@@ -41,7 +41,8 @@ CANDIDATES: dict[str, Config] = {
     # Half the fine-tuning: a laptop's course and the time to 85% would gain, if validation loses nothing.
     "0.35-all-4-160-cosine": Config(image_size=160, fine_tune_epochs=4, fine_tune_layers=None, schedule="cosine"),
     # Half again as much fine-tuning: 4 epochs lost to 8 (log loss 0.045 against 0.018); do 12 gain?
-    "0.35-all-12-160-cosine": Config(image_size=160, fine_tune_epochs=12, fine_tune_layers=None, schedule="cosine"),
+    "0.35-all-12-160-cosine": Config(image_size=160, fine_tune_epochs=12, fine_tune_layers=None,  # the default now
+                                     schedule="cosine"),
     # Another seed: other validation cells (the split follows the seed) and another initialisation, to
     # see how far the candidates' figures move by chance alone.
     "0.35-all-8-160-cosine-seed7": Config(image_size=160, fine_tune_epochs=8, fine_tune_layers=None,
