@@ -114,6 +114,7 @@ MARKERS = ("<!-- selection -->", "<!-- /selection -->")
 def table(rows: list[dict]) -> str:
     """A markdown table of the candidates (the latest run of each), best log loss with flips first."""
     latest = {row["name"]: row for row in rows}
+    default_seed = Config().seed
     ranked = sorted(latest.values(), key=lambda r: r.get("val_log_loss_tta", float("inf")))
     lines = ["| candidate | validation accuracy, one view | with flips | log loss, flips "
              "| under shifts | fine-tuning |", "|---|---|---|---|---|---|"]
@@ -124,7 +125,8 @@ def table(rows: list[dict]) -> str:
         name = (f"`{r['name']}`: alpha {c['alpha']}, {c['image_size']} px, {depth} x {c['fine_tune_epochs']}"
                 + schedule + "".join(f", {k} {v}" for k, v in extra.items())
                 + (f", {r['train_cells']} training cells" if r["name"] in TRAIN_CELLS else "")
-                + (f", seed {c['seed']} (other validation cells)" if c.get("seed", Config().seed) != Config().seed else ""))
+                + (f", seed {c['seed']} (other validation cells)" if c.get("seed", default_seed) != default_seed
+                   else ""))
 
         def cell(key, fmt):
             return format(r[key], fmt) if key in r else "-"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import struct
 import tempfile
 import warnings
@@ -75,9 +74,15 @@ def crop_store_path(model) -> Path:
     return cache_dir() / "crops" / f"{settings_digest()}_{h}x{w}_{side}.npz"
 
 
+def _file_key(path: Path) -> str:
+    """A store row's key: the image's absolute path, size and modification time (a changed file
+    gets a new key)."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
 def _record_key(r: ImageRecord) -> str:
-    stat = r.path.stat()
-    return f"{r.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return _file_key(r.path)
 
 
 def _mapped_member(path: Path, name: str) -> np.ndarray:
@@ -115,13 +120,11 @@ def _mapped_member(path: Path, name: str) -> np.ndarray:
 
 
 def _still_current(key: str) -> bool:
-    """Whether the image a store row was computed from is still there, unchanged (see _record_key)."""
-    path, size, mtime_ns = key.rsplit("|", 2)
+    """Whether the image a store row was computed from is still there, unchanged."""
     try:
-        stat = os.stat(path)
+        return _file_key(Path(key.rsplit("|", 2)[0])) == key
     except OSError:
         return False
-    return (str(stat.st_size), str(stat.st_mtime_ns)) == (size, mtime_ns)
 
 
 def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list], np.ndarray],
