@@ -185,7 +185,7 @@ def feature_extractor(model):
     import keras
 
     if not flips(model):
-        return keras.Model(model.inputs, model.get_layer("pool").output, name="features")
+        return keras.Model(model.input, model.get_layer("pool").output, name="features")
     x = network_view(model, model.input)
     return keras.Model(model.input, network_of(model, pooled=True)(x), name="features")
 

@@ -119,6 +119,7 @@ def test_unfreeze_top_keeps_batchnorm_frozen_and_lower_layers_fixed():
     assert len(model.trainable_weights) == 2 + sum(len(l.trainable_weights) for l in trainable)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. keras: input structure does not match
 def test_batchnorm_stays_in_inference_mode_after_unfreezing():
     model = mdl.build(alpha=0.35, image_size=SIZE, weights=None)
     mdl.unfreeze_top(model, 60)
