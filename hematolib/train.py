@@ -81,10 +81,6 @@ def _file_key(path: Path) -> str:
     return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def _record_key(r: ImageRecord) -> str:
-    return _file_key(r.path)
-
-
 def _mapped_member(path: Path, name: str) -> np.ndarray:
     """Array `name` of the .npz at `path`, memory-mapped rather than read, so that taking a few
     rows (TEST_SIMPLE's 71 crops, say) reads those rows, not the whole 1.5 GB store.
@@ -135,7 +131,7 @@ def _stored(path: Path, records: Sequence[ImageRecord], compute: Callable[[list]
     only new images are computed, then the store is rewritten atomically (an interrupted run leaves
     the old store intact) without the rows of images changed or deleted since.
     """
-    keys = [_record_key(r) for r in records]
+    keys = [_file_key(r.path) for r in records]
     stored_keys, stored = [], None
     if cache and path.exists():
         try:

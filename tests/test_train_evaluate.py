@@ -188,7 +188,7 @@ def test_rows_of_changed_or_deleted_images_leave_the_store(tmp_path):
 
 def test_a_compressed_or_older_store_is_still_read(tmp_path):
     records = _files(tmp_path / "smears", 3)
-    keys = np.array([train._record_key(r) for r in records])
+    keys = np.array([train._file_key(r.path) for r in records])
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
     path = tmp_path / "features.npz"
     np.savez_compressed(path, keys=keys, features=values)  # an earlier kit's name for the rows
@@ -200,7 +200,7 @@ def test_a_store_shorter_than_its_header_is_reported_and_rebuilt(tmp_path):
     records = _files(tmp_path / "smears", 3)
     path = tmp_path / "crops.npz"
     train._stored(path, records, lambda recs: np.ones((len(recs), 64), np.float32), cache=True)
-    keys = np.array([train._record_key(r) for r in records])
+    keys = np.array([train._file_key(r.path) for r in records])
     with open(path, "wb") as fh:  # a zip whose values member claims more rows than it holds
         np.savez(fh, keys=keys, values=np.ones((3, 64), np.float32))
     data = bytearray(path.read_bytes())
