@@ -9,6 +9,7 @@ candidate goes to build/benchmark/selection.jsonl, its model to build/benchmark/
     python benchmarks/select_recipe.py                 # every candidate (3 hours or more on 2 cores)
     python benchmarks/select_recipe.py 0.35-all-8-160  # one of them (about 15 min; alpha 1.0: 25 min or more)
     python benchmarks/select_recipe.py --readme        # the table of those run so far, into README.md
+    python benchmarks/select_recipe.py --ensemble A B  # the mean of A's and B's saved models (a minute)
 """
 
 from __future__ import annotations
@@ -114,6 +115,33 @@ def run(name: str, config: Config) -> dict:
             "fine_tune_seconds": trained.seconds["fine-tuning"]}
 
 
+def ensemble(names: list[str]) -> dict:
+    """Validation accuracy and log loss of the mean prediction (four views each) of candidates'
+    saved models: what an ensemble of them would score, without training anything. The members
+    must share a seed, so that they held out the same validation cells."""
+    import keras
+
+    seeds = {CANDIDATES[n].seed for n in names}
+    if len(seeds) > 1:
+        raise ValueError(f"an ensemble needs members that held out the same cells (one seed); "
+                         f"{', '.join(names)} have seeds {sorted(seeds)}.")
+    missing = [n for n in names if not (MODELS / f"{n}.keras").exists()]
+    if missing:
+        raise ValueError(f"no saved model for {', '.join(missing)}: run "
+                         f"`python benchmarks/select_recipe.py {' '.join(missing)}` first.")
+    _, val = hl.recipe.split(hl.data.open_dataset(allow_synthetic=False), CANDIDATES[names[0]])
+    labels = hl.data.labels_of(val)
+    hl.model.register_layers()
+    members = []
+    for name in names:
+        model = keras.models.load_model(MODELS / f"{name}.keras", compile=False)
+        cells = hl.train.extract_crops(model, val, verbose=0).astype(np.float32)
+        members.append(hl.model.with_flips(hl.model.network_of(model)).predict(cells, verbose=0))
+    mean = np.mean(members, axis=0)
+    return {"members": names, "val_tta": float((mean.argmax(1) == labels).mean()),
+            "val_log_loss_tta": log_loss(mean, labels)}
+
+
 MARKERS = ("<!-- selection -->", "<!-- /selection -->")
 
 
@@ -158,7 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"candidates (default: all): {', '.join(CANDIDATES)}")
     parser.add_argument("--readme", action="store_true",
                         help="train nothing: put the table of the candidates run so far in README.md")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="train nothing: score the mean prediction of the named candidates' saved models")
     args = parser.parse_args(argv)
+    if args.ensemble:
+        if len(args.names) < 2 or any(n not in CANDIDATES for n in args.names):
+            parser.error(f"--ensemble needs two or more candidates from: {', '.join(CANDIDATES)}")
+        try:
+            row = ensemble(args.names)
+        except ValueError as exc:
+            parser.error(str(exc))
+        print(f"ensemble of {' + '.join(args.names)}: validation with flips {row['val_tta']:.1%}, "
+              f"log loss {row['val_log_loss_tta']:.4f}")
+        return 0
     if args.readme:
         publish([json.loads(line) for line in OUT.read_text().splitlines() if line.strip()])
         return 0

@@ -117,3 +117,12 @@ def test_a_refit_reports_the_held_out_run_of_the_same_recipe(benchmark, tmp_path
     assert benchmark.held_out_run(refit_config(Config(image_size=128)), selection) is None
     # the published selection holds the default recipe's held-out run: the README's validation row
     assert benchmark.held_out_run(config) is not None, "rerun select_recipe.py for the default recipe"
+
+
+def test_an_ensemble_refuses_members_that_held_out_different_cells(select_recipe, capsys):
+    with pytest.raises(SystemExit):  # seeds 42 and 7: their validation cells differ
+        select_recipe.main(["--ensemble", "0.35-all-8-160-cosine", "0.35-all-8-160-cosine-seed7"])
+    assert "same cells (one seed)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        select_recipe.main(["--ensemble", "0.35-all-8-160-cosine"])  # one model is no ensemble
+    assert "two or more candidates" in capsys.readouterr().err
