@@ -7,7 +7,7 @@ has saturated near 99%, so candidates are ranked by log loss with flips. One JSO
 candidate goes to build/benchmark/selection.jsonl, its model to build/benchmark/candidates/.
 
     python benchmarks/select_recipe.py                 # every candidate (3 hours or more on 2 cores)
-    python benchmarks/select_recipe.py 0.35-all-8-160  # one of them (about 15 min; alpha 1.0: 25 min or more)
+    python benchmarks/select_recipe.py 0.35-all-8-160  # one of them (about 15 min; 1.0-all-8-160-cosine: 20 min)
     python benchmarks/select_recipe.py --readme        # the table of those run so far, into README.md
     python benchmarks/select_recipe.py --ensemble A B  # the mean of A's and B's saved models (a minute)
 """
@@ -76,13 +76,18 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
 
 
+def network_view(model, val):
+    """What the network of a cropping `model` sees of the validation records (float32 crops, from
+    the crop cache), and that network (one view; hl.model.with_flips adds the other three)."""
+    return hl.train.extract_crops(model, val, verbose=0).astype(np.float32), hl.model.network_of(model)
+
+
 def score(model, val) -> dict:
     """Validation accuracy, log loss and recall, from one view and with flips (whatever
     config.flips says), and accuracy under the robustness shifts (one view; applied to the crops:
     stain hue, brightness, scale)."""
-    cells = hl.train.extract_crops(model, val, verbose=0).astype(np.float32)
+    cells, network = network_view(model, val)
     labels, groups = hl.data.labels_of(val), hl.data.groups_of(val)
-    network = hl.model.network_of(model)
     plain, flipped = (m.predict(cells, verbose=0) for m in (network, hl.model.with_flips(network)))
     report, report_tta = (hl.evaluate.evaluate(p, labels, groups, "VALIDATION") for p in (plain, flipped))
     shifted = {name: float((network.predict(np.asarray(hl.augment.shift(cells, **kw)), verbose=0).argmax(1)
@@ -136,8 +141,8 @@ def ensemble(names: list[str]) -> dict:
     members = []
     for name in names:
         model = keras.models.load_model(MODELS / f"{name}.keras", compile=False)
-        cells = hl.train.extract_crops(model, val, verbose=0).astype(np.float32)
-        members.append(hl.model.with_flips(hl.model.network_of(model)).predict(cells, verbose=0))
+        cells, network = network_view(model, val)
+        members.append(hl.model.with_flips(network).predict(cells, verbose=0))
     mean = np.mean(members, axis=0)
     return {"members": names, "val_tta": float((mean.argmax(1) == labels).mean()),
             "val_log_loss_tta": log_loss(mean, labels)}
