@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import functools
 import hashlib
-import re
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -15,8 +16,6 @@ import numpy as np
 from .config import CLASS_NAMES, PROJECT_DIR, SPLITS, env_path
 from .images import IMAGE_SUFFIXES, full_check, quick_check
 
-# Keras's ImageDataGenerator named its augmentations `_<source index>_<random>.jpeg`.
-_ORIGINAL_RE = re.compile(r"^_(\d+)_\d+$")
 _IGNORED_FILES = {"thumbs.db", "desktop.ini"}
 
 
@@ -35,7 +34,7 @@ class ImageRecord:
     path: Path
     label: int
     split: str
-    original: str  # e.g. "TRAIN/MONOCYTE/7": unique per source cell across the dataset
+    original: str  # the cell it shows, e.g. "BloodImage_00093" (see `original_of`)
 
     @property
     def class_name(self) -> str:
@@ -84,13 +83,47 @@ def count_by_class(records: Iterable[ImageRecord], distinct_originals: bool = Fa
     return {c: len(seen[c]) for c in CLASS_NAMES} if distinct_originals else counts
 
 
-def parse_original(split: str, class_name: str, stem: str) -> str:
-    """The original-cell id of a file: `<split>/<class>/<i>` for Keras's `_<i>_<rand>` names.
+ORIGINALS_FILE = "originals.csv"  # in a dataset's images folder: which cell each image shows
+_KNOWN_ORIGINALS = Path(__file__).with_name(ORIGINALS_FILE)  # the Kaggle dataset's, shipped
 
-    Files not named that way are treated as their own original.
+
+def read_originals(path: str | Path) -> dict[str, tuple[int, str]]:
+    """An originals table: `<split>/<class>/<file name>` -> (file size in bytes, original cell id).
+
+    The file is CSV with columns path, bytes, original (lines starting with # are comments).
     """
-    m = _ORIGINAL_RE.match(stem)
-    return f"{split}/{class_name}/{m.group(1) if m else stem}"
+    path = Path(path)
+    table: dict[str, tuple[int, str]] = {}
+    with open(path, newline="") as f:
+        rows = csv.reader(line for line in f if not line.startswith("#"))
+        header = next(rows, None)
+        if header != ["path", "bytes", "original"]:
+            raise DatasetLayoutError(f"{path}: expected the columns path,bytes,original; found {header}.")
+        for row in rows:
+            if len(row) != 3 or not row[1].isdigit():
+                raise DatasetLayoutError(f"{path}: a row should read <split>/<class>/<file>,<bytes>,<id>; "
+                                         f"found {','.join(row)}.")
+            table[row[0]] = (int(row[1]), row[2])
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def known_originals() -> dict[str, tuple[int, str]]:
+    """The shipped table for Kaggle's blood-cells images (see tools/match_originals.py)."""
+    return read_originals(_KNOWN_ORIGINALS)
+
+
+def original_of(path: Path, split: str, class_name: str, table: dict[str, tuple[int, str]]) -> str:
+    """The original-cell id of one image: from the table when it lists this very file (same name
+    and size), else the file is taken as a cell of its own (`<split>/<class>/<stem>`).
+
+    File names do not say it: in Kaggle's `_<i>_<rand>.jpeg` the `<i>` is the image's position
+    in a shuffled pass of the augmentation, and the images named `_0_...` show some 30 cells.
+    """
+    entry = table.get(f"{split}/{class_name}/{path.name}")
+    if entry is not None and entry[0] == path.stat().st_size:
+        return entry[1]
+    return f"{split}/{class_name}/{path.stem}"
 
 
 def find_images_dir(root: Path) -> Path:
@@ -115,7 +148,8 @@ def find_images_dir(root: Path) -> Path:
         f"(the Kaggle blood-cells layout) or TRAIN/ and TEST/ directly; found {found or 'nothing'}.")
 
 
-def _list_split(split_dir: Path, split: str) -> tuple[list[ImageRecord], list[Path]]:
+def _list_split(split_dir: Path, split: str, originals: dict[str, tuple[int, str]]
+                ) -> tuple[list[ImageRecord], list[Path]]:
     """Records of one split folder, checking its class folders; also returns stray non-images."""
     entries = [p for p in split_dir.iterdir() if not p.name.startswith(".")]
     folders = sorted(p.name for p in entries if p.is_dir())
@@ -137,7 +171,7 @@ def _list_split(split_dir: Path, split: str) -> tuple[list[ImageRecord], list[Pa
         if not images:
             raise DatasetLayoutError(f"{class_dir}: the class folder has no images "
                                      f"(expected *.jpeg files{'; found ' + strays[-1].name if strays else ''}).")
-        records += [ImageRecord(p, label, split, parse_original(split, class_name, p.stem))
+        records += [ImageRecord(p, label, split, original_of(p, split, class_name, originals))
                     for p in images]
     return records, strays
 
@@ -152,9 +186,11 @@ def load_dataset(root: str | Path, check: str = "quick", synthetic: bool = False
     images_dir = find_images_dir(root)
     splits: dict[str, list[ImageRecord]] = {}
     strays: list[Path] = []
+    own_table = images_dir / ORIGINALS_FILE
+    originals = read_originals(own_table) if own_table.is_file() else known_originals()
     for split in SPLITS:
         if (images_dir / split).is_dir():
-            splits[split], split_strays = _list_split(images_dir / split, split)
+            splits[split], split_strays = _list_split(images_dir / split, split, originals)
             strays += split_strays
     if "TRAIN" not in splits or "TEST" not in splits:
         have = ", ".join(sorted(splits)) or "none"

@@ -3,11 +3,13 @@
 Each image shows pink red cells around one stained white cell whose nucleus tells the class:
 bilobed with orange granules (eosinophil), large and round (lymphocyte), kidney-shaped
 (monocyte) or multi-lobed (neutrophil). Like the real data, every "original" cell is drawn
-once and then augmented (rotation, flip, shift), and file names are `_<original>_<n>.jpeg`.
+once and then augmented (rotation, flip, shift), and file names are `_<original>_<n>.jpeg`; `originals.csv` beside the
+splits says which cell each image shows, as the kit's table does for the real data.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import tempfile
@@ -96,7 +98,7 @@ def make_synthetic_dataset(target: str | Path, originals: tuple[int, int] = (10,
     """
     target = Path(target)
     params = {"originals": list(originals), "copies": copies, "size": list(size), "seed": seed,
-              "version": 1}
+              "version": 2}
     marker = target / "SYNTHETIC.json"
     if marker.exists() and json.loads(marker.read_text()) == params:
         return target
@@ -104,6 +106,7 @@ def make_synthetic_dataset(target: str | Path, originals: tuple[int, int] = (10,
     tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=target.parent))
     try:
         images = tmp / "dataset2-master" / "images"
+        table = []  # (path, bytes, original) for originals.csv
         for split_idx, split in enumerate(("TRAIN", "TEST")):
             for label, class_name in enumerate(CLASS_NAMES):
                 out_dir = images / split / class_name
@@ -112,11 +115,18 @@ def make_synthetic_dataset(target: str | Path, originals: tuple[int, int] = (10,
                 for orig in range(originals[split_idx]):
                     rng = np.random.default_rng([seed, split_idx, label, orig])
                     base = draw_cell(class_name, rng, size)
+                    files = []
                     for k in range(copies):
-                        augment_cell(base, rng).save(out_dir / f"_{orig}_{1000 + k}.jpeg", quality=92)
+                        files.append(out_dir / f"_{orig}_{1000 + k}.jpeg")
+                        augment_cell(base, rng).save(files[-1], quality=92)
                     if split == "TEST":
                         simple_dir.mkdir(parents=True, exist_ok=True)
-                        base.save(simple_dir / f"_{orig}_{k}.jpeg", quality=92)
+                        files.append(simple_dir / f"_{orig}_{k}.jpeg")
+                        base.save(files[-1], quality=92)
+                    table += [(f.relative_to(images).as_posix(), f.stat().st_size,
+                               f"{split}/{class_name}/{orig}") for f in files]
+        with open(images / "originals.csv", "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows([("path", "bytes", "original"), *table])
         (tmp / "SYNTHETIC.json").write_text(json.dumps(params))
         if target.exists():
             shutil.rmtree(target)

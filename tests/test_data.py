@@ -10,8 +10,10 @@ import pytest
 
 from hematolib import data
 from hematolib.config import CLASS_NAMES
-from hematolib.data import (DataNotFoundError, DatasetLayoutError, cap_per_class, load_dataset,
-                            parse_original, shared_originals, split_by_original, split_random)
+from hematolib.data import (DataNotFoundError, DatasetLayoutError, cap_per_class, known_originals,
+                            load_dataset, original_of, read_originals, shared_originals,
+                            split_by_original, split_random)
+from hematolib.download import KAGGLE_CONTENTS
 
 
 def images_dir(root: Path) -> Path:
@@ -112,10 +114,52 @@ def test_no_data_falls_back_to_synthetic_loudly(monkeypatch, tmp_path):
 
 # --- original cells and splits ------------------------------------------------------------------
 
-def test_original_id_is_parsed_from_keras_names():
-    assert parse_original("TRAIN", "MONOCYTE", "_12_4587") == "TRAIN/MONOCYTE/12"
-    assert parse_original("TEST", "MONOCYTE", "_12_4587") == "TEST/MONOCYTE/12"
-    assert parse_original("TRAIN", "LYMPHOCYTE", "my_photo") == "TRAIN/LYMPHOCYTE/my_photo"
+def test_original_comes_from_the_table_only_for_the_very_file_it_lists(tmp_path):
+    image = tmp_path / "_12_4587.jpeg"
+    image.write_bytes(b"x" * 100)
+    table = {"TRAIN/MONOCYTE/_12_4587.jpeg": (100, "BloodImage_00042")}
+    assert original_of(image, "TRAIN", "MONOCYTE", table) == "BloodImage_00042"
+    # the same name elsewhere, or another file under that name: a cell of its own, never "12"
+    assert original_of(image, "TEST", "MONOCYTE", table) == "TEST/MONOCYTE/_12_4587"
+    image.write_bytes(b"x" * 99)
+    assert original_of(image, "TRAIN", "MONOCYTE", table) == "TRAIN/MONOCYTE/_12_4587"
+
+
+def test_a_malformed_originals_table_is_refused_with_what_was_expected(tmp_path):
+    bad = tmp_path / "originals.csv"
+    bad.write_text("file,cell\nTRAIN/MONOCYTE/a.jpeg,1\n")
+    with pytest.raises(DatasetLayoutError, match="expected the columns path,bytes,original"):
+        read_originals(bad)
+    bad.write_text("# a comment\npath,bytes,original\nTRAIN/MONOCYTE/a.jpeg,many,c1\n")
+    with pytest.raises(DatasetLayoutError, match="found TRAIN/MONOCYTE/a.jpeg,many,c1"):
+        read_originals(bad)
+
+
+def test_shipped_table_names_every_kaggle_image_and_file_names_are_not_cells():
+    table = known_originals()
+    per_folder = {key: sum(p.startswith(f"{key[0]}/{key[1]}/") for p in table) for key in KAGGLE_CONTENTS}
+    assert per_folder == {key: n for key, (n, _) in KAGGLE_CONTENTS.items()}
+    # the images named _0_... in one folder show many different cells (Keras named them by their
+    # position in a shuffled pass), so grouping by that number would leak cells into validation
+    zeros = {cell for p, (_, cell) in table.items() if p.startswith("TRAIN/MONOCYTE/_0_")}
+    assert len(zeros) >= 10
+    # and the augmentation drew every original once per pass: images per original are even
+    for split, class_name in [("TRAIN", "MONOCYTE"), ("TEST", "LYMPHOCYTE"), ("TEST", "EOSINOPHIL")]:
+        counts = np.unique([cell for p, (_, cell) in table.items() if p.startswith(f"{split}/{class_name}/")],
+                           return_counts=True)[1]
+        assert counts.max() - counts.min() <= 3, (split, class_name, counts)
+
+
+@pytest.mark.real_data
+def test_real_dataset_is_grouped_by_photograph(real_dataset):
+    originals = real_dataset.original_counts()
+    # 277 TRAIN photographs, one (BloodImage_00280) not in Kaggle's originals, and 5 pairs that
+    # show one scene; 71 TEST photographs, one pair of them one scene
+    assert originals["TRAIN"] == {"EOSINOPHIL": 75, "LYMPHOCYTE": 26, "MONOCYTE": 16, "NEUTROPHIL": 155}
+    assert originals["TEST"] == {"EOSINOPHIL": 13, "LYMPHOCYTE": 6, "MONOCYTE": 4, "NEUTROPHIL": 47}
+    # two TEST photographs show a scene that a TRAIN photograph shows too (the dataset's own split)
+    assert shared_originals(real_dataset.train, real_dataset.test) == {"BloodImage_00204", "BloodImage_00230"}
+    assert {r.original for r in real_dataset.test_simple} <= {r.original for r in real_dataset.test}
 
 
 def test_grouped_split_shares_no_original_and_keeps_every_class(synthetic_root):
@@ -162,19 +206,12 @@ def test_real_dataset_counts_match_kaggle(real_dataset):
 
 
 @pytest.mark.real_data
-def test_real_dataset_rests_on_277_train_and_71_test_originals(real_dataset):
-    originals = real_dataset.original_counts()
-    assert originals["TRAIN"] == {"EOSINOPHIL": 75, "LYMPHOCYTE": 27, "MONOCYTE": 16, "NEUTROPHIL": 159}
-    assert sum(originals["TEST"].values()) == 71 and originals["TEST"]["MONOCYTE"] == 4
-
-
-@pytest.mark.real_data
 def test_grouped_split_of_real_train_is_clean_but_a_random_split_leaks(real_dataset):
     tr, va = split_by_original(real_dataset.train, 0.2, seed=42)
     assert shared_originals(tr, va) == set()
     assert 0.1 < len(va) / len(real_dataset.train) < 0.3
     leaky_tr, leaky_va = split_random(real_dataset.train, 0.2, seed=42)
-    assert len(shared_originals(leaky_tr, leaky_va)) > 250  # nearly every cell is on both sides
+    assert len(shared_originals(leaky_tr, leaky_va)) > 250  # nearly every cell is on both sides (of 272)
 
 
 # --- tf.data ------------------------------------------------------------------------------------

@@ -61,3 +61,10 @@ def test_importing_the_kit_does_not_load_tensorflow():
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_every_data_file_of_the_library_is_declared_package_data():
+    # without it a pip install (Colab) would lose originals.csv and group images by file name
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["hematolib"])
+    data_files = {p.name for p in (ROOT / "hematolib").iterdir() if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert data_files and data_files <= declared
