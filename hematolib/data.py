@@ -285,7 +285,8 @@ def open_dataset(root: str | Path | None = None, allow_synthetic: bool = True,
 
 
 def summary(ds: Dataset) -> str:
-    """A table of images and distinct original cells per split and class."""
+    """A table of images and distinct original cells per split and class, and a line naming any
+    cell that TRAIN and TEST share (a leak in the dataset's own split)."""
     counts, originals = ds.counts(), ds.original_counts()
     lines = [f"{'split':<12}{'class':<12}{'images':>8}{'originals':>11}"]
     for split in counts:
@@ -293,6 +294,9 @@ def summary(ds: Dataset) -> str:
             lines.append(f"{split:<12}{class_name:<12}{n:>8}{originals[split][class_name]:>11}")
         lines.append(f"{split:<12}{'all':<12}{sum(counts[split].values()):>8}"
                      f"{sum(originals[split].values()):>11}")
+    shared = sorted(shared_originals(ds.train, ds.test))
+    if shared:
+        lines.append(f"TRAIN and TEST share {len(shared)} cell(s), photographed for both: {', '.join(shared)}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ def test_synthetic_dataset_loads_with_every_split_and_class(synthetic_root):
     assert ds.original_counts()["TEST"] == dict.fromkeys(CLASS_NAMES, 3)
     assert len(ds.test_simple) == 12 and ds.problems == []
     assert ds.synthetic  # known by its SYNTHETIC.json marker, even when reached through HEMATO_DATA
+    assert "share" not in data.summary(ds)  # its TRAIN and TEST cells are distinct
 
 
 def test_kaggle_doubled_folder_and_bare_split_folders_are_found(synthetic_copy, tmp_path):
@@ -159,6 +160,8 @@ def test_real_dataset_is_grouped_by_photograph(real_dataset):
     assert originals["TEST"] == {"EOSINOPHIL": 13, "LYMPHOCYTE": 6, "MONOCYTE": 4, "NEUTROPHIL": 47}
     # two TEST photographs show a scene that a TRAIN photograph shows too (the dataset's own split)
     assert shared_originals(real_dataset.train, real_dataset.test) == {"BloodImage_00204", "BloodImage_00230"}
+    assert data.summary(real_dataset).endswith(
+        "TRAIN and TEST share 2 cell(s), photographed for both: BloodImage_00204, BloodImage_00230")
     assert {r.original for r in real_dataset.test_simple} <= {r.original for r in real_dataset.test}
 
 
