@@ -146,11 +146,13 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
 
 def held_out_run(config: Config, selection: Path = SELECTION) -> dict | None:
     """The selection's run of `config` with its validation cells held out (a row of `selection`,
-    trained on all the other cells, default augmentation), or None if the selection has none."""
+    trained on all the other cells, default augmentation, cells grouped by photograph), or None if
+    the selection has none. Runs that grouped by file name are not estimates: their validation
+    cells had copies in training."""
     want = {**config.to_dict(), "val_fraction": Config().val_fraction}
     rows = json.loads(selection.read_text()) if selection.exists() else []
     return next((r for r in rows if r["config"] == want and not r.get("augmentation")
-                 and r.get("train_share", 1.0) == 1.0), None)
+                 and r.get("train_share", 1.0) == 1.0 and r.get("grouping") == "photograph"), None)
 
 
 def tutorial_recipe(ds, max_epochs: int, patience: int, max_batches: int | None) -> dict:

@@ -68,16 +68,20 @@ def candidate_row(name, log_loss, image_size=128, **extra):
             "val_log_loss_tta": log_loss, "val_shifted_mean": 0.95, "fine_tune_seconds": 600.0, **extra}
 
 
-def test_the_selection_table_ranks_the_latest_run_of_each_candidate_by_validation_log_loss(select_recipe, benchmark):
-    rows = [candidate_row("a", 0.05), candidate_row("b", 0.03, image_size=160),
-            candidate_row("a", 0.01, augmentation={"zoom": 0.3})]  # a's rerun replaces its first run
-    rows.append(candidate_row("b-seed7", 0.04))
+def test_the_selection_table_ranks_honest_runs_first_then_by_validation_log_loss(select_recipe, benchmark):
+    honest = {"grouping": "photograph"}
+    rows = [candidate_row("a", 0.05, **honest), candidate_row("b", 0.03, image_size=160, **honest),
+            candidate_row("a", 0.01, augmentation={"zoom": 0.3}, **honest)]  # a's rerun replaces its first run
+    rows.append(candidate_row("b-seed7", 0.04, **honest))
     rows[-1]["config"]["seed"] = 7
+    rows.append(candidate_row("b", 0.001, image_size=160))  # grouped by file name: kept, but last and marked
     lines = select_recipe.table(rows).splitlines()[2:]
-    assert len(lines) == 3
-    assert lines[0].startswith("| `a`: alpha 0.35, 128 px, whole base x 8, zoom 0.3 | 99.0% | 99.5% | 0.010 |")
+    assert len(lines) == 4
+    assert lines[0].startswith("| `a`: alpha 0.35, 128 px, whole base x 8, zoom 0.3 | by photograph | 99.0% "
+                               "| 99.5% | 0.010 |")
     assert lines[1].startswith("| `b`: alpha 0.35, 160 px") and "seed" not in lines[1]
     assert lines[2].startswith("| `b-seed7`: alpha 0.35, 128 px, whole base x 8, seed 7 (other validation cells) |")
+    assert lines[3].startswith("| `b`: alpha 0.35, 160 px, whole base x 8 | by file name (**leaky**) | 99.0%")
     readme = f"intro\n{select_recipe.MARKERS[0]}\nold\n{select_recipe.MARKERS[1]}\n"
     out = benchmark.with_table(readme, select_recipe.table(rows), select_recipe.MARKERS)
     assert "old" not in out and out.count("`a`") == 1 and out.startswith("intro\n")
@@ -110,7 +114,8 @@ def test_a_refit_reports_the_held_out_run_of_the_same_recipe(benchmark, tmp_path
     rows = [{"name": "other", "config": {**held, "image_size": 96}},
             {"name": "strong", "config": held, "augmentation": {"zoom": 0.3}},
             {"name": "fewer", "config": held, "augmentation": {}, "train_share": 0.75},
-            {"name": "same", "config": held, "augmentation": {}, "train_share": 1.0}]
+            {"name": "leaky", "config": held, "augmentation": {}},  # grouped by file name: no estimate
+            {"name": "same", "config": held, "augmentation": {}, "train_share": 1.0, "grouping": "photograph"}]
     selection = tmp_path / "selection.json"
     selection.write_text(json.dumps(rows))
     assert benchmark.held_out_run(config, selection)["name"] == "same"
