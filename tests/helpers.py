@@ -1,8 +1,22 @@
-"""Images made for tests."""
+"""Images made for tests, and the kit's scripts (tools/, benchmarks/) loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(relative_path: str):
+    """A script of the project (not part of the package) loaded as a module, e.g. "tools/x.py"."""
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 BACKGROUND, RED_CELL, NUCLEUS = (232, 214, 220), (222, 150, 162), (90, 40, 140)
 

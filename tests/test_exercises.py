@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -10,10 +9,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.helpers import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "tools" / "make_exercises.py")
-make_exercises = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_exercises)
+make_exercises = load_script("tools/make_exercises.py")
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
