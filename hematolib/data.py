@@ -118,7 +118,7 @@ def original_of(path: Path, split: str, class_name: str, table: dict[str, tuple[
     and size), else the file is taken as a cell of its own (`<split>/<class>/<stem>`).
 
     File names do not say it: in Kaggle's `_<i>_<rand>.jpeg` the `<i>` is the image's position
-    in a shuffled pass of the augmentation, and the images named `_0_...` show some 30 cells.
+    in a shuffled pass of the augmentation, and the images named `_0_...` show many cells.
     """
     entry = table.get(f"{split}/{class_name}/{path.name}")
     if entry is not None and entry[0] == path.stat().st_size:

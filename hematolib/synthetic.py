@@ -3,8 +3,9 @@
 Each image shows pink red cells around one stained white cell whose nucleus tells the class:
 bilobed with orange granules (eosinophil), large and round (lymphocyte), kidney-shaped
 (monocyte) or multi-lobed (neutrophil). Like the real data, every "original" cell is drawn
-once and then augmented (rotation, flip, shift), and file names are `_<original>_<n>.jpeg`; `originals.csv` beside the
-splits says which cell each image shows, as the kit's table does for the real data.
+once and then augmented (rotation, flip, shift). File names are `_<original>_<n>.jpeg`, and
+`originals.csv` beside the splits says which cell each image shows, as the kit's table does for
+the real data.
 """
 
 from __future__ import annotations
