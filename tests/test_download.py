@@ -61,7 +61,7 @@ def synthetic_contents(tmp_path_factory):
     root = make_synthetic_dataset(tmp_path_factory.mktemp("dl") / "src", originals=(2, 1), copies=2,
                                   size=(64, 48))
     images = root / "dataset2-master" / "images"
-    contents = {(s.name, c.name): content_digest(c) for s in images.iterdir() for c in s.iterdir()}
+    contents = {(s.name, c.name): content_digest(c) for s in images.iterdir() if s.is_dir() for c in s.iterdir()}
     return images, contents
 
 
