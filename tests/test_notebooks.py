@@ -106,7 +106,9 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     out, models, _ = executed
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
     explore = text_outputs(out / "01_explore_data.ipynb")
-    assert "TRAIN       all             9957        277" in explore
+    assert "TRAIN       all             9957        272" in explore
+    assert "6 different cells among 6 images named _0_" in explore  # file names are not cells
+    assert "TRAIN and TEST share 2 cell(s)" in explore
     assert "TEST        MONOCYTE         620          4" in explore
     assert "(320, 240)" in explore
     augment = text_outputs(out / "02_augmentation.ipynb")
