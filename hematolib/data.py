@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ def count_by_class(records: Iterable[ImageRecord], distinct_originals: bool = Fa
 
 ORIGINALS_FILE = "originals.csv"  # in a dataset's images folder: which cell each image shows
 _KNOWN_ORIGINALS = Path(__file__).with_name(ORIGINALS_FILE)  # the Kaggle dataset's, shipped
+_ORIGINALS_COLUMNS = ("path", "bytes", "original")
 
 
 def read_originals(path: str | Path) -> dict[str, tuple[int, str]]:
@@ -97,7 +99,7 @@ def read_originals(path: str | Path) -> dict[str, tuple[int, str]]:
     with open(path, newline="") as f:
         rows = csv.reader(line for line in f if not line.startswith("#"))
         header = next(rows, None)
-        if header != ["path", "bytes", "original"]:
+        if header != list(_ORIGINALS_COLUMNS):
             raise DatasetLayoutError(f"{path}: expected the columns path,bytes,original; found {header}.")
         for row in rows:
             if len(row) != 3 or not row[1].isdigit():
@@ -105,6 +107,17 @@ def read_originals(path: str | Path) -> dict[str, tuple[int, str]]:
                                          f"found {','.join(row)}.")
             table[row[0]] = (int(row[1]), row[2])
     return table
+
+
+def write_originals(path: str | Path, rows: Iterable[tuple[str, int, str]], comment: str = "") -> None:
+    """Write an originals table (read_originals' format) atomically: rows of
+    (`<split>/<class>/<file name>`, file size in bytes, original cell id)."""
+    from .files import write_text_atomic
+
+    out = io.StringIO()
+    out.write("".join(f"# {line}\n" for line in comment.splitlines()))
+    csv.writer(out, lineterminator="\n").writerows([_ORIGINALS_COLUMNS, *rows])
+    write_text_atomic(path, out.getvalue())
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,6 @@ the real data.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .config import CLASS_NAMES
+from .data import ORIGINALS_FILE, write_originals
 
 _BACKGROUND = (232, 212, 218)
 _NUCLEUS = (88, 38, 120)
@@ -126,8 +126,7 @@ def make_synthetic_dataset(target: str | Path, originals: tuple[int, int] = (10,
                         base.save(files[-1], quality=92)
                     table += [(f.relative_to(images).as_posix(), f.stat().st_size,
                                f"{split}/{class_name}/{orig}") for f in files]
-        with open(images / "originals.csv", "w", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerows([("path", "bytes", "original"), *table])
+        write_originals(images / ORIGINALS_FILE, table)
         (tmp / "SYNTHETIC.json").write_text(json.dumps(params))
         if target.exists():
             shutil.rmtree(target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hematolib.data import known_originals
 from tests.helpers import load_script
 
 match = load_script("tools/match_originals.py")
@@ -26,13 +27,8 @@ def test_the_authors_split_of_the_photographs_is_rebuilt(real_root):
                      ("TRAIN", "NEUTROPHIL"): 158, ("TEST", "EOSINOPHIL"): 13, ("TEST", "LYMPHOCYTE"): 6,
                      ("TEST", "MONOCYTE"): 4, ("TEST", "NEUTROPHIL"): 48}
     # and it agrees with the shipped table: TEST images come from the TEST photographs of their class
-    table = match_table()
+    table = known_originals()
     for (split, class_name), names in pools.items():
-        used = {cell for path, cell in table.items() if path.startswith(f"{split}/{class_name}/")}
+        used = {cell for path, (_, cell) in table.items() if path.startswith(f"{split}/{class_name}/")}
         assert len(used - set(names)) <= 2, (split, class_name)  # at most the merged same-scene names
 
-
-def match_table() -> dict[str, str]:
-    from hematolib.data import known_originals
-
-    return {path: cell for path, (_, cell) in known_originals().items()}

@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hematolib.config import CLASS_NAMES
+from hematolib.data import write_originals
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "hematolib" / "originals.csv"
-CLASSES = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
 SIZE = (320, 240)  # the augmented images' size; originals were resized to it before augmenting
 
 
@@ -58,7 +60,7 @@ def original_split(root: Path) -> dict[tuple[str, str], list[str]]:
     tr, te, ytr, yte = train_test_split(np.array(names), np.array(labels), test_size=0.2, random_state=10)
     out = {}
     for split, xs, ys in (("TRAIN", tr, ytr), ("TEST", te, yte)):
-        for c in CLASSES:
+        for c in CLASS_NAMES:
             out[split, c] = sorted(n for n in xs[ys == c] if n in have)
     return out
 
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     matcher = Matcher(args.root)
     rows = []
     for split in ("TRAIN", "TEST", "TEST_SIMPLE"):
-        for c in CLASSES:
+        for c in CLASS_NAMES:
             pool = candidates["TEST" if split == "TEST_SIMPLE" else split, c]
             files = sorted((images / split / c).glob("*.jpeg"))
             scores = np.array([matcher.scores(f, pool) for f in files])
@@ -168,14 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += [(f"{split}/{c}/{f.name}", f.stat().st_size, pool[k]) for f, k in zip(files, chosen)]
     used = sorted({o for _, _, o in rows})
     group = same_scene_groups(matcher, used, args.same_scene)
-    tmp = args.out.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write("# The BCCD photograph (cell) behind each image of Kaggle's blood-cells dataset2-master;\n"
-                "# photographs of the same scene share a name. Made by tools/match_originals.py.\n")
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["path", "bytes", "original"])
-        w.writerows((p, size, group[o]) for p, size, o in rows)
-    tmp.replace(args.out)
+    write_originals(args.out, [(p, size, group[o]) for p, size, o in rows],
+                    comment="The BCCD photograph (cell) behind each image of Kaggle's blood-cells dataset2-master;\n"
+                            "photographs of the same scene share a name. Made by tools/match_originals.py.")
     print(f"wrote {args.out}: {len(rows)} images, {len(set(group.values()))} cells")
     return 0
 
