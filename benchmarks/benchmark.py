@@ -131,6 +131,7 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
                 else "the whole base (BatchNorm frozen)")
     tuned = (f" + fine-tuning {unfrozen} x {config.fine_tune_epochs} epochs"
              + (", cosine schedule" if config.schedule == "cosine" else "") if config.fine_tune_epochs else "")
+    tuned += f", label smoothing {config.label_smoothing}" if config.label_smoothing else ""
     cells = "every TRAIN cell" if not config.val_fraction else f"{1 - config.val_fraction:.0%} of the TRAIN cells"
     return {
         "recipe": f"kit: MobileNetV2 alpha {config.alpha}, crop around the white cell, {config.image_size} px, "
