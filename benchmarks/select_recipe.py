@@ -1,9 +1,10 @@
 """Choose the default recipe on the grouped validation split; TEST is never read here.
 
-Each candidate trains on TRAIN minus the validation cells (grouped by original cell, as the kit
-always splits) and is scored on those held-out cells: accuracy and log loss from one view and
-with the four flipped views averaged, and accuracy under the robustness shifts. Accuracy alone
-has saturated near 99%, so candidates are ranked by log loss with flips. One JSON line per
+Each candidate trains on TRAIN minus the validation cells (grouped by the photograph behind each
+image, as the kit always splits) and is scored on those held-out cells: accuracy and log loss from
+one view and with the four flipped views averaged, and accuracy under the robustness shifts.
+Candidates are ranked by log loss with flips: a proper scoring rule, and finer than accuracy, which
+over some 54 validation cells moves in steps of about two points. One JSON line per
 candidate goes to build/benchmark/selection.jsonl, its model to build/benchmark/candidates/.
 
     python benchmarks/select_recipe.py                 # every candidate (3 hours or more on 2 cores)
