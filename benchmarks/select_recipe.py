@@ -87,11 +87,6 @@ GROUPING = "photograph"
 MODELS = OUT.parent / "candidates"  # each candidate's trained model, to score it again without retraining
 
 
-def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true class: still moves when accuracy has saturated."""
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
-
-
 def network_view(model, val):
     """What the network of a cropping `model` sees of the validation records (float32 crops, from
     the crop cache), and that network (one view; hl.model.with_flips adds the other three)."""
@@ -112,7 +107,7 @@ def score(model, val) -> dict:
     return {"val": report.accuracy, "val_ci": [report.ci_low, report.ci_high],
             "val_cells_right": report.per_original_accuracy,
             "val_tta": report_tta.accuracy,
-            "val_log_loss": log_loss(plain, labels), "val_log_loss_tta": log_loss(flipped, labels),
+            "val_log_loss": report.log_loss, "val_log_loss_tta": report_tta.log_loss,
             "val_recall": {c: m["recall"] for c, m in report.per_class.items()},
             "val_recall_tta": {c: m["recall"] for c, m in report_tta.per_class.items()},
             "val_shifted": shifted, "val_shifted_mean": float(np.mean(list(shifted.values())))}
@@ -161,7 +156,7 @@ def ensemble(names: list[str]) -> dict:
         members.append(hl.model.with_flips(network).predict(cells, verbose=0))
     mean = np.mean(members, axis=0)
     return {"members": names, "val_tta": float((mean.argmax(1) == labels).mean()),
-            "val_log_loss_tta": log_loss(mean, labels)}
+            "val_log_loss_tta": hl.evaluate.log_loss(mean, labels)}
 
 
 MARKERS = ("<!-- selection -->", "<!-- /selection -->")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,38 @@ def test_the_selection_table_ranks_honest_runs_first_then_by_validation_log_loss
     assert "old" not in out and out.count("`a`") == 1 and out.startswith("intro\n")
 
 
+def test_the_tutorial_is_scored_like_the_kit_on_the_cells_behind_the_images(benchmark, synthetic_root, weights_dir,
+                                                                            monkeypatch):
+    from hematolib.config import CLASS_NAMES
+    from hematolib.data import load_dataset
+
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    tut = benchmark.tutorial_recipe(load_dataset(synthetic_root), max_epochs=1, patience=1, max_batches=None)
+    test = tut["test"]
+    assert (test["n_images"], test["n_originals"]) == (48, 12)  # 3 TEST cells per class, 4 copies each
+    assert test["ci_low"] <= test["accuracy"] <= test["ci_high"] and test["correct"] == round(test["accuracy"] * 48)
+    assert list(test["recall"]) == list(CLASS_NAMES) and test["log_loss"] > 0 and 0 <= test["ece"] <= 1
+
+
+def test_the_table_shows_both_recipes_calibration_and_a_dash_where_a_run_did_not_record_it(benchmark):
+    readme = (ROOT / "README.md").read_text()
+    published = json.loads((ROOT / readme.split("Raw figures: `")[1].split("`")[0]).read_text())
+    calibrated = {"accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "log_loss": 1.234, "ece": 0.31,
+                  "recall": dict.fromkeys(("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"), 0.5)}
+    run = {**published, "kit": {**published["kit"], "test": {**published["kit"]["test"], "log_loss": 0.456,
+                                                             "ece": 0.052}},
+           "tutorial": {**published["tutorial"], "test": calibrated}}
+    row = next(line for line in benchmark.markdown(run).splitlines() if line.startswith("| TEST log loss"))
+    assert row.endswith("| 0.46 / 5.2% | 1.23 / 31.0% |")
+    assert "**50.0%** (95% CI 40.0%-60.0%, resampling cells) |" in benchmark.markdown(run)
+    old = {**published, "kit": {**published["kit"], "test": {k: v for k, v in published["kit"]["test"].items()
+                                                             if k not in ("log_loss", "ece")}},
+           "tutorial": {**published["tutorial"], "test": {"accuracy": 0.537}}}
+    assert "| **53.7%** |" in benchmark.markdown(old)
+    assert next(line for line in benchmark.markdown(old).splitlines()
+                if line.startswith("| TEST log loss")).endswith("| - | - |")
+
+
 def test_only_a_full_runs_figures_can_be_republished(benchmark, tmp_path):
     quick = tmp_path / "results.json"
     quick.write_text('{"command": "make benchmark ARGS=--quick"}')
@@ -102,8 +135,6 @@ def test_the_time_target_says_by_how_much_it_is_missed(benchmark):
 
 
 def test_a_refit_reports_the_held_out_run_of_the_same_recipe(benchmark, tmp_path):
-    import json
-
     from hematolib.config import Config
     from hematolib.recipe import refit_config
 

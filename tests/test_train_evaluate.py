@@ -39,6 +39,10 @@ def test_evaluate_matches_hand_computed_metrics():
     assert report.per_class["NEUTROPHIL"]["recall"] == 0.0
     assert report.n_originals == 4 and report.per_original_accuracy == pytest.approx(2 / 4)
     assert "over 4 original cells, 6 images" in report.summary()
+    # the true class had 0.775 on the four right images and 0.075 on the two wrong ones
+    assert report.log_loss == pytest.approx(-(4 * np.log(0.775) + 2 * np.log(0.075)) / 6)
+    assert report.ece == pytest.approx(0.775 - 4 / 6)  # always 77.5% sure, right on 66.7%
+    assert "log loss 1.03, calibration error 10.8%" in report.summary()
 
 
 def test_calibration_measures_overconfidence():
