@@ -100,8 +100,8 @@ def test_the_tutorial_is_scored_like_the_kit_on_the_cells_behind_the_images(benc
 
 
 def test_the_table_shows_both_recipes_calibration_and_a_dash_where_a_run_did_not_record_it(benchmark):
-    readme = (ROOT / "README.md").read_text()
-    published = json.loads((ROOT / readme.split("Raw figures: `")[1].split("`")[0]).read_text())
+    block = (ROOT / "README.md").read_text().split(benchmark.MARKERS[0])[1]
+    published = json.loads((ROOT / block.split("Raw figures: `")[1].split("`")[0]).read_text())  # the README's run
     calibrated = {"accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "log_loss": 1.234, "ece": 0.31,
                   "recall": dict.fromkeys(("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"), 0.5)}
     run = {**published, "kit": {**published["kit"], "test": {**published["kit"]["test"], "log_loss": 0.456,
