@@ -213,7 +213,7 @@ def markdown(results: dict) -> str:
     def pct(v):
         return f"{v:.1%}"
 
-    def accuracy(t):  # runs before 2026-11-27 kept only the tutorial's TEST accuracy
+    def accuracy(t):  # older published runs kept only the tutorial's TEST accuracy
         return f"**{pct(t['accuracy'])}**" + (f" (95% CI {pct(t['ci_low'])}-{pct(t['ci_high'])}, resampling cells)"
                                              if "ci_low" in t else "")
 

@@ -70,7 +70,7 @@ class Report:
         return "\n".join(lines)
 
     def summary(self) -> str:
-        """One line for people: accuracy, interval, and how many cells it rests on."""
+        """One line for people: accuracy, interval, how many cells it rests on, and calibration."""
         return (f"{self.split}: accuracy {self.accuracy:.1%} (95% CI {self.ci_low:.1%}-"
                 f"{self.ci_high:.1%} over {self.n_originals} original cells, {self.n_images} images); "
                 f"log loss {self.log_loss:.2f}, calibration error {self.ece:.1%}")
