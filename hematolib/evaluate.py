@@ -53,6 +53,7 @@ class Report:
     per_original_accuracy: float  # share of original cells whose images are mostly right
     log_loss: float  # mean -log(probability of the true class): lower is better; see log_loss()
     ece: float  # expected calibration error: how far confidence is from accuracy, 10 bins
+    cells: str  # which original cells were scored (cells_id): reports compare only when it matches
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,7 +96,19 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: s
                   accuracy=float(correct.mean()), ci_low=lo, ci_high=hi, per_class=per_class,
                   confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
                   per_original_accuracy=float(np.mean(per_cell)), log_loss=log_loss(probs, labels),
-                  ece=calibration(probs, labels)["ece"])
+                  ece=calibration(probs, labels)["ece"], cells=cells_id(groups))
+
+
+def cells_id(groups) -> str:
+    """A short fingerprint of the set of original cells behind `groups`.
+
+    Two accuracies can be compared only when they come from the same cells: a model validated on
+    other cells (another seed, another grouping, an older kit that split leakily) is not worse or
+    better for its number.
+    """
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted({str(g) for g in groups})).encode()).hexdigest()[:16]
 
 
 def evaluate_records(model, records: Sequence[ImageRecord], split: str, **kwargs

@@ -130,24 +130,40 @@ def keep_better(tuned, tuned_report: Report, head_path: str | Path, head_report:
 
 
 def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") -> tuple[bool, str]:
-    """Save unless the model already at `path` scored better on `metric`; says what it did.
+    """Save unless the model already at `path` scored better on `metric` over the same cells; says
+    what it did.
 
-    Rerunning a notebook with a worse result then never silently replaces a better model.
+    Rerunning a notebook with a worse result then never silently replaces a better model. A model
+    scored on other cells (another seed or split, or an older kit's leaky one) cannot be compared:
+    it is replaced, and kept beside it as `<name>.previous.keras`.
     """
+    import os
+
     from . import model as mdl
 
     path = Path(path)
-    new = info.metrics[metric]["accuracy"]
+    new = info.metrics[metric]
     if path.exists():
         try:
-            old = mdl.read_info(path).metrics.get(metric, {}).get("accuracy")
+            old = mdl.read_info(path).metrics.get(metric, {})
         except mdl.ModelFileError:
-            old = None  # unreadable: replace it
-        if old is not None and old > new:
-            return False, (f"Kept the existing {path.name}: its {metric.lower()} accuracy {old:.1%} "
-                           f"beats this run's {new:.1%}. Delete it or save elsewhere to replace it.")
+            old = {}  # unreadable: replace it
+        if old.get("accuracy") is not None and old.get("cells") == new.get("cells"):
+            if old["accuracy"] > new["accuracy"]:
+                return False, (f"Kept the existing {path.name}: its {metric.lower()} accuracy {old['accuracy']:.1%} "
+                               f"beats this run's {new['accuracy']:.1%} on the same cells. Delete it or save "
+                               "elsewhere to replace it.")
+        elif old.get("accuracy") is not None:
+            previous = path.with_name(f"{path.stem}.previous.keras")
+            for src, dst in ((path, previous), (mdl.metadata_path(path), mdl.metadata_path(previous))):
+                if src.exists():
+                    os.replace(src, dst)
+            mdl.save(model, path, info)
+            return True, (f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}). The model it "
+                          f"replaces was scored on other {metric.lower()} cells ({old['accuracy']:.1%}), so "
+                          f"the two cannot be compared; it is now {previous.name}.")
     mdl.save(model, path, info)
-    return True, f"Saved {path} ({metric.lower()} accuracy {new:.1%})."
+    return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%})."
 
 
 def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report]):

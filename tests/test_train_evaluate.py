@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -316,9 +317,9 @@ def test_save_if_better_never_silently_replaces_a_better_model(tmp_path):
 
     model = mdl.build(alpha=0.35, image_size=64, weights=None)
 
-    def info(acc):
+    def info(acc, cells="cells-a"):
         return mdl.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
-                             metrics={"VALIDATION": {"accuracy": acc}})
+                             metrics={"VALIDATION": {"accuracy": acc, "cells": cells}})
 
     path = tmp_path / "best.keras"
     assert recipe.save_if_better(model, path, info(0.8))[0]
@@ -327,6 +328,35 @@ def test_save_if_better_never_silently_replaces_a_better_model(tmp_path):
     assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.8
     assert recipe.save_if_better(model, path, info(0.9))[0]
     assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.9
+    assert not (tmp_path / "best.previous.keras").exists()
+
+
+def test_a_model_scored_on_other_cells_is_replaced_and_kept_aside(tmp_path):
+    """An older kit's model validated leakily at 99.9% must not block this run's honest 86%."""
+    from hematolib import recipe
+
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+
+    def info(acc, **cells):
+        return mdl.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
+                             metrics={"VALIDATION": {"accuracy": acc, **cells}})
+
+    path = tmp_path / "best.keras"
+    recipe.save_if_better(model, path, info(0.999))  # an older kit's report: no cells recorded
+    saved, message = recipe.save_if_better(model, path, info(0.86, cells="honest"))
+    assert saved and "scored on other validation cells (99.9%)" in message and "best.previous.keras" in message
+    assert mdl.read_info(path).metrics["VALIDATION"] == {"accuracy": 0.86, "cells": "honest"}
+    assert mdl.read_info(tmp_path / "best.previous.keras").metrics["VALIDATION"]["accuracy"] == 0.999
+    sidecars = {name: json.loads((tmp_path / name).read_text()) for name in ("best.json", "best.previous.json")}
+    assert sidecars["best.previous.json"]["metrics"]["VALIDATION"]["accuracy"] == 0.999  # moved with its model
+    assert sidecars["best.json"]["metrics"]["VALIDATION"]["accuracy"] == 0.86
+
+
+def test_reports_name_the_cells_they_scored():
+    probs, labels = np.eye(4)[[0, 1, 2, 3]], np.array([0, 1, 2, 3])
+    a = evaluate.evaluate(probs, labels, np.array(list("abcd")), n_boot=10)
+    assert a.cells == evaluate.evaluate(probs[::-1], labels[::-1], np.array(list("dcba")), n_boot=10).cells
+    assert a.cells != evaluate.evaluate(probs, labels, np.array(list("abce")), n_boot=10).cells
 
 
 def test_keep_better_falls_back_to_the_saved_head_model_when_fine_tuning_hurt(tmp_path):
