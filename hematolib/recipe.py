@@ -137,33 +137,33 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") ->
     scored on other cells (another seed or split, or an older kit's leaky one) cannot be compared:
     it is replaced, and kept beside it as `<name>.previous.keras`.
     """
-    import os
+    import shutil
 
     from . import model as mdl
+    from .files import atomic_path
 
     path = Path(path)
     new = info.metrics[metric]
-    if path.exists():
-        try:
-            old = mdl.read_info(path).metrics.get(metric, {})
-        except mdl.ModelFileError:
-            old = {}  # unreadable: replace it
-        if old.get("accuracy") is not None and old.get("cells") == new.get("cells"):
-            if old["accuracy"] > new["accuracy"]:
-                return False, (f"Kept the existing {path.name}: its {metric.lower()} accuracy {old['accuracy']:.1%} "
-                               f"beats this run's {new['accuracy']:.1%} on the same cells. Delete it or save "
-                               "elsewhere to replace it.")
-        elif old.get("accuracy") is not None:
-            previous = path.with_name(f"{path.stem}.previous.keras")
-            for src, dst in ((path, previous), (mdl.metadata_path(path), mdl.metadata_path(previous))):
-                if src.exists():
-                    os.replace(src, dst)
-            mdl.save(model, path, info)
-            return True, (f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}). The model it "
-                          f"replaces was scored on other {metric.lower()} cells ({old['accuracy']:.1%}), so "
-                          f"the two cannot be compared; it is now {previous.name}.")
+    try:
+        old = mdl.read_info(path).metrics.get(metric, {}) if path.exists() else {}
+    except mdl.ModelFileError:
+        old = {}  # unreadable: replace it
+    aside = ""
+    if old.get("accuracy") is not None and old.get("cells") == new.get("cells"):
+        if old["accuracy"] > new["accuracy"]:
+            return False, (f"Kept the existing {path.name}: its {metric.lower()} accuracy {old['accuracy']:.1%} "
+                           f"beats this run's {new['accuracy']:.1%} on the same cells. Delete it or save "
+                           "elsewhere to replace it.")
+    elif old.get("accuracy") is not None:
+        previous = path.with_name(f"{path.stem}.previous.keras")
+        for src, dst in ((path, previous), (mdl.metadata_path(path), mdl.metadata_path(previous))):
+            if src.exists():  # copied, so the model stays at `path` until the new one replaces it
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(src, tmp)
+        aside = (f" The model it replaces was scored on other {metric.lower()} cells ({old['accuracy']:.1%}), "
+                 f"so the two cannot be compared; it is now {previous.name}.")
     mdl.save(model, path, info)
-    return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%})."
+    return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}).{aside}"
 
 
 def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report]):
