@@ -86,6 +86,20 @@ def test_the_selection_table_ranks_honest_runs_first_then_by_validation_log_loss
     assert "old" not in out and out.count("`a`") == 1 and out.startswith("intro\n")
 
 
+def test_publishing_a_fresh_clones_runs_keeps_the_candidates_published_before(select_recipe, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when the script runs: it imports benchmark.py
+    honest = {"grouping": "photograph"}
+    raw, readme = tmp_path / "selection.json", tmp_path / "README.md"
+    raw.write_text(json.dumps([candidate_row("a", 0.05, **honest), candidate_row("b", 0.03, **honest)]))
+    readme.write_text(f"intro\n{select_recipe.MARKERS[0]}\nold\n{select_recipe.MARKERS[1]}\n")
+    select_recipe.publish([candidate_row("a", 0.01, **honest), candidate_row("c", 0.02, **honest)], raw, readme)
+    rows = json.loads(raw.read_text())
+    assert {(r["name"], r["val_log_loss_tta"]) for r in rows} == {("a", 0.01), ("b", 0.03), ("c", 0.02)}
+    table = readme.read_text().split(select_recipe.MARKERS[0])[1]
+    assert [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")] == ["a", "c", "b"]
+
+
 def test_the_tutorial_is_scored_like_the_kit_on_the_cells_behind_the_images(benchmark, synthetic_root, weights_dir,
                                                                             monkeypatch):
     from hematolib.config import CLASS_NAMES
