@@ -100,6 +100,20 @@ def test_publishing_a_fresh_clones_runs_keeps_the_candidates_published_before(se
     assert [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")] == ["a", "c", "b"]
 
 
+def test_the_eight_symmetries_of_a_crop_start_with_the_kits_four_flips(select_recipe):
+    import numpy as np
+
+    import hematolib as hl
+
+    cells = np.random.default_rng(0).random((2, 6, 6, 3)).astype(np.float32)
+    views = select_recipe.symmetries(cells)
+    flips = np.asarray(hl.model.register_layers()["FlipStack"]()(cells))  # (4 x 2, 6, 6, 3)
+    np.testing.assert_array_equal(np.concatenate(views[:4]), flips)
+    assert len({v.tobytes() for v in views}) == 8  # all different
+    turned = np.rot90(cells, 1, axes=(1, 2))
+    assert any(np.array_equal(v, turned) for v in views[4:])  # a quarter turn is among the transposed four
+
+
 def test_the_tutorial_is_scored_like_the_kit_on_the_cells_behind_the_images(benchmark, synthetic_root, weights_dir,
                                                                             monkeypatch):
     from hematolib.config import CLASS_NAMES
