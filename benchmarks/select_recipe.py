@@ -167,13 +167,11 @@ def ensemble(names: list[str]) -> dict:
 
 
 def symmetries(cells: np.ndarray) -> list[np.ndarray]:
-    """The 8 symmetries of square crops (batch, S, S, 3): first the 4 flips in the order of the
-    kit's FlipStack (as is, mirrored, upside down, both), then the same 4 of the transposed crops
-    (the quarter turns and the diagonal mirrors)."""
-    views = []
-    for x in (cells, np.transpose(cells, (0, 2, 1, 3))):
-        views += [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
-    return views
+    """The 8 symmetries of square crops (batch, S, S, 3): the 4 views of the kit's own FlipStack
+    layer (as is, mirrored, upside down, both), then the same 4 of the transposed crops (the
+    quarter turns and the diagonal mirrors)."""
+    stack = hl.model.register_layers()["FlipStack"]()
+    return [view for x in (cells, np.transpose(cells, (0, 2, 1, 3))) for view in np.split(np.asarray(stack(x)), 4)]
 
 
 VIEW_SETS = {  # name -> (scales, how many of the symmetries)
@@ -187,11 +185,12 @@ def views(path: Path) -> dict[str, dict]:
     crop, and crops zoomed by 0.9 and 1.1. Nothing is trained."""
     model, info = hl.model.load(path)
     config = Config.from_dict(info.config)
-    if not config.val_fraction or "VALIDATION" not in info.metrics:
+    if not config.val_fraction:
         raise ValueError(f"{path} was trained on every TRAIN cell (a refit): it has no held-out cells to score.")
     _, val = hl.recipe.split(hl.data.open_dataset(allow_synthetic=False), config)
     labels, groups = hl.data.labels_of(val), hl.data.groups_of(val)
-    if hl.evaluate.cells_id(groups) != info.metrics["VALIDATION"].get("cells", hl.evaluate.cells_id(groups)):
+    validated_on = info.metrics.get("VALIDATION", {}).get("cells")
+    if validated_on and validated_on != hl.evaluate.cells_id(groups):
         raise ValueError(f"{path} was validated on other cells than its recipe holds out from this dataset.")
     cells, network = network_view(model, val)
     probs = {scale: [network.predict(v, verbose=0) for v in
