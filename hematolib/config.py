@@ -19,7 +19,7 @@ PROJECT_DIR = _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").exists() e
 class Config:
     """Every knob of a training run, passed explicitly to the functions that need it."""
 
-    image_size: int = 160  # side of the square the network sees (the crop is resized to it)
+    image_size: int = 128  # side of the square the network sees (the crop is resized to it)
     alpha: float = 0.35  # MobileNetV2 width multiplier: 0.35 (fast) or 1.0
     crop: bool = True  # the model crops around the stained white cell before the network
     flips: bool = True  # the model predicts the mean over four flipped views (test-time augmentation)
