@@ -131,7 +131,9 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     unfrozen = (f"top {config.fine_tune_layers} layers" if config.fine_tune_layers is not None
                 else "the whole base (BatchNorm frozen)")
     tuned = (f" + fine-tuning {unfrozen} x {config.fine_tune_epochs} epochs"
-             + (", cosine schedule" if config.schedule == "cosine" else "") if config.fine_tune_epochs else "")
+             + (", cosine schedule" if config.schedule == "cosine" else "")
+             + (f" after a {config.warmup_epochs:g}-epoch warm-up" if config.warmup_epochs else "")
+             if config.fine_tune_epochs else "")
     tuned += f", label smoothing {config.label_smoothing}" if config.label_smoothing else ""
     cells = "every TRAIN cell" if not config.val_fraction else f"{1 - config.val_fraction:.0%} of the TRAIN cells"
     return {

@@ -291,8 +291,9 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
 
     A cropping model trains on its stored cell crops (`extract_crops`), so no smear is decoded or
     cropped again per epoch. `config.schedule` "plateau" keeps the weights of the best validation
-    epoch (restored at the end); "cosine" decays the learning rate to zero and keeps the last epoch,
-    and works without validation records (`val` empty: training on all of TRAIN).
+    epoch (restored at the end); "cosine" (`fine_tune_schedule`: after any warm-up) decays the
+    learning rate to zero and keeps the last epoch, and works without validation records (`val`
+    empty: training on all of TRAIN).
     callbacks: extra Keras callbacks (progress, snapshots); they see the network being trained.
     """
     import keras
@@ -317,10 +318,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     if plateau and not val:
         raise ValueError("The 'plateau' schedule needs validation records; use schedule='cosine' "
                          "to fine-tune on all of TRAIN.")
-    rate = config.fine_tune_learning_rate
-    if not plateau:  # fixed: no decision depends on validation
-        steps = config.fine_tune_epochs * math.ceil(len(train) / config.batch_size)
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps, alpha=0.0)
+    rate = config.fine_tune_learning_rate if plateau else fine_tune_schedule(config, len(train))
     network.compile(optimizer=keras.optimizers.Adam(rate),
                     loss=_loss(config.label_smoothing), metrics=["accuracy"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -333,6 +331,20 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
         if best.exists():
             network.load_weights(best)
     return History("fine_tune", _rename_accuracy(fit.history))
+
+
+def fine_tune_schedule(config: Config, n_train: int):
+    """The "cosine" schedule's learning rate per step for `n_train` training images: a linear rise
+    from zero over `config.warmup_epochs` (if any), then a cosine decay to zero at the last step.
+    Fixed in advance: no decision depends on validation."""
+    import keras
+
+    per_epoch = math.ceil(n_train / config.batch_size)
+    warmup = round(config.warmup_epochs * per_epoch)
+    peak = config.fine_tune_learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else peak, decay_steps=config.fine_tune_epochs * per_epoch - warmup, alpha=0.0,
+        warmup_target=peak if warmup else None, warmup_steps=warmup)
 
 
 def _one_hot(y, k: int):

@@ -272,6 +272,25 @@ def test_the_cosine_schedule_runs_every_epoch_to_a_zero_rate_without_validation(
         train.fine_tune(model, tr[:32], [], replace(SMALL, schedule="plateau"), verbose=0)
 
 
+def test_a_warm_up_raises_the_rate_from_zero_before_the_cosine_decay(synthetic_split):
+    import keras
+
+    (tr, _), _ = synthetic_split
+    rates = []
+
+    class Rate(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    # 32 images in batches of 16: 2 steps an epoch, 6 in all, the first 2 warming up
+    config = replace(SMALL, fine_tune_epochs=3, schedule="cosine", warmup_epochs=1.0)
+    train.fine_tune(mdl.build(alpha=0.35, image_size=64, weights=None), tr[:32], [], config, verbose=0,
+                    callbacks=[Rate()])
+    peak = config.fine_tune_learning_rate
+    expected = [0.0, peak / 2] + [peak * 0.5 * (1 + np.cos(np.pi * k / 4)) for k in range(4)]
+    np.testing.assert_allclose(rates, expected, atol=peak * 1e-3)
+
+
 def test_a_config_that_cannot_train_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="schedule must be one of cosine, plateau"):
         Config(schedule="step")
@@ -279,6 +298,10 @@ def test_a_config_that_cannot_train_is_refused_with_the_reason():
         Config(val_fraction=0.0, schedule="plateau")
     with pytest.raises(ValueError, match="below 1"):
         Config(val_fraction=1.0)
+    with pytest.raises(ValueError, match="warmup_epochs=1 needs schedule='cosine'"):
+        Config(warmup_epochs=1, schedule="plateau")
+    with pytest.raises(ValueError, match="below fine_tune_epochs \\(4\\), got 4"):
+        Config(fine_tune_epochs=4, warmup_epochs=4)
 
 
 def test_a_refit_trains_on_every_train_cell(synthetic_root):
