@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
+from unittest import mock
 
 from .config import PROJECT_DIR, models_dir
+from .train import PROGRESS_VARIABLE
 
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 RESULTS_FILE = "evaluation.json"  # written by 05_evaluation into models/
@@ -28,18 +31,25 @@ def run(out_dir: Path = PROJECT_DIR / "build" / "course", parameters: dict | Non
 
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = []
-    for nb in notebooks():
-        if only and not any(nb.name.startswith(prefix) for prefix in only):
-            continue
-        declared = {p for p in pm.inspect_notebook(str(nb))}
-        params = {k: v for k, v in (parameters or {}).items() if k in declared}
-        if progress:
-            print(f"== {nb.name} {params or ''}", flush=True)
-        start = time.perf_counter()
-        pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
-                            progress_bar=progress, kernel_name="python3")
-        timings.append((nb.name, time.perf_counter() - start))
+    # The kernels inherit it: Keras prints a line per epoch, not a bar whose every redraw the saved copy keeps.
+    with mock.patch.dict(os.environ, {PROGRESS_VARIABLE: "lines"}):
+        for nb in notebooks():
+            if only and not any(nb.name.startswith(prefix) for prefix in only):
+                continue
+            timings.append((nb.name, _execute(pm, nb, out_dir, parameters or {}, progress)))
     return timings
+
+
+def _execute(pm, nb: Path, out_dir: Path, parameters: dict, progress: bool) -> float:
+    """Execute one notebook into `out_dir` with the `parameters` it declares; return its seconds."""
+    declared = set(pm.inspect_notebook(str(nb)))
+    params = {k: v for k, v in parameters.items() if k in declared}
+    if progress:
+        print(f"== {nb.name} {params or ''}", flush=True)
+    start = time.perf_counter()
+    pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
+                        progress_bar=progress, kernel_name="python3")
+    return time.perf_counter() - start
 
 
 def summary(timings: list[tuple[str, float]], models: Path | None = None) -> str:

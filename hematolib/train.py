@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import struct
 import tempfile
 import warnings
@@ -177,7 +178,8 @@ def extract_crops(model, records: Sequence[ImageRecord], batch_size: int = 64, c
         out = np.empty((len(recs), side, side, 3), np.uint8)
         for i in range(0, len(recs), CHUNK):  # chunks: all of TRAIN as float32 would take 2 GB
             pipeline = make_pipeline(recs[i:i + CHUNK], input_size(model), batch_size=batch_size, cache=False)
-            out[i:i + CHUNK] = cropper.predict(pipeline, verbose=verbose)  # whole values: CellCrop rounds
+            # whole values: CellCrop rounds
+            out[i:i + CHUNK] = cropper.predict(pipeline, verbose=keras_verbose(verbose))
         return out
 
     if not crops(model):
@@ -198,11 +200,21 @@ def extract_features(model, records: Sequence[ImageRecord], batch_size: int = 64
         if crops(model):
             cells = extract_crops(model, recs, batch_size, cache=cache, verbose=verbose)
             pipeline = array_pipeline(cells, np.zeros(len(cells), np.int32), batch_size)  # cast per batch
-            return network_of(model, pooled=True).predict(pipeline, verbose=verbose).astype(np.float32)
+            return network_of(model, pooled=True).predict(pipeline, verbose=keras_verbose(verbose)).astype(np.float32)
         pipeline = make_pipeline(recs, input_size(model), batch_size=batch_size, cache=False)
-        return feature_extractor(model).predict(pipeline, verbose=verbose).astype(np.float32)
+        return feature_extractor(model).predict(pipeline, verbose=keras_verbose(verbose)).astype(np.float32)
 
     return _stored(feature_store_path(model), records, compute, cache)
+
+
+PROGRESS_VARIABLE = "HEMATO_PROGRESS"  # "lines": Keras prints a line per epoch instead of a live bar
+
+
+def keras_verbose(verbose: int) -> int:
+    """Keras's `verbose` for the kit's: a live progress bar (1) becomes a line per epoch (2) when
+    HEMATO_PROGRESS is "lines", as `make course` sets for the notebooks it executes; their saved
+    copies would otherwise keep every redraw of every bar (thousands of outputs, megabytes)."""
+    return 2 if verbose == 1 and os.environ.get(PROGRESS_VARIABLE) == "lines" else verbose
 
 
 def array_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int = 32, shuffle: bool = False,
@@ -325,7 +337,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
         best = Path(tmp) / "best.weights.h5"
         fit = network.fit(pipeline(train, True, augment),
                           validation_data=pipeline(val, False, None) if val else None,
-                          epochs=config.fine_tune_epochs, verbose=verbose, shuffle=False,
+                          epochs=config.fine_tune_epochs, verbose=keras_verbose(verbose), shuffle=False,
                           class_weight=class_weights(labels_of(train), k),
                           callbacks=_callbacks(config.patience, best, validated=plateau) + list(callbacks))
         if best.exists():
