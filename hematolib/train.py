@@ -302,11 +302,15 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     end with a 10x lower learning rate.
 
     A cropping model trains on its stored cell crops (`extract_crops`), so no smear is decoded or
-    cropped again per epoch. `config.schedule` "plateau" keeps the weights of the best validation
+    cropped again per epoch. The random `augment` layers run in the training step, not in the
+    input pipeline: there, op determinism (`set_seed`) would make tf.data run them one batch at a
+    time, and a 2-core CPU trained about 1.5x slower. `config.schedule` "plateau" keeps the weights of the best validation
     epoch (restored at the end); "cosine" (`fine_tune_schedule`: after any warm-up) decays the
     learning rate to zero and keeps the last epoch, and works without validation records (`val`
     empty: training on all of TRAIN).
-    callbacks: extra Keras callbacks (progress, snapshots); they see the network being trained.
+    callbacks: extra Keras callbacks (progress, snapshots). The model they see has the network's
+    weights, in the network's order; with `augment`, it is the network behind the augmentation
+    layers, which have no weights.
     """
     import keras
 
@@ -317,13 +321,12 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     cropping = crops(model)
     network = network_of(model)  # shares the weights: training it trains `model`
 
-    def pipeline(records, shuffle, aug):
+    def pipeline(records, shuffle):
         if cropping:  # cached crops: no JPEG decoding or cell finding per epoch
             ds = array_pipeline(extract_crops(model, records, verbose=verbose), labels_of(records).astype(np.int32),
-                                config.batch_size, shuffle=shuffle, seed=config.seed, augment=aug)
+                                config.batch_size, shuffle=shuffle, seed=config.seed)
         else:
-            ds = make_pipeline(records, input_size(model), config.batch_size, shuffle=shuffle,
-                               seed=config.seed, augment=aug)
+            ds = make_pipeline(records, input_size(model), config.batch_size, shuffle=shuffle, seed=config.seed)
         return ds.map(lambda x, y: (x, _one_hot(y, k))) if smooth else ds
 
     plateau = config.schedule == "plateau"
@@ -331,18 +334,27 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
         raise ValueError("The 'plateau' schedule needs validation records; use schedule='cosine' "
                          "to fine-tune on all of TRAIN.")
     rate = config.fine_tune_learning_rate if plateau else fine_tune_schedule(config, len(train))
-    network.compile(optimizer=keras.optimizers.Adam(rate),
+    trained = network if augment is None else _behind(augment, network)
+    trained.compile(optimizer=keras.optimizers.Adam(rate),
                     loss=_loss(config.label_smoothing), metrics=["accuracy"])
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
-        fit = network.fit(pipeline(train, True, augment),
-                          validation_data=pipeline(val, False, None) if val else None,
+        fit = trained.fit(pipeline(train, True), validation_data=pipeline(val, False) if val else None,
                           epochs=config.fine_tune_epochs, verbose=keras_verbose(verbose), shuffle=False,
                           class_weight=class_weights(labels_of(train), k),
                           callbacks=_callbacks(config.patience, best, validated=plateau) + list(callbacks))
         if best.exists():
-            network.load_weights(best)
+            trained.load_weights(best)
     return History("fine_tune", _rename_accuracy(fit.history))
+
+
+def _behind(augment, network):
+    """A model that applies the random `augment` layers (active in training only), then `network`,
+    whose layers (and so weights) it shares."""
+    import keras
+
+    images = keras.Input(network.input_shape[1:], name="images")
+    return keras.Model(images, network(augment(images)), name="augmented_" + network.name)
 
 
 def fine_tune_schedule(config: Config, n_train: int):

@@ -252,6 +252,33 @@ def test_fine_tuning_a_cropping_model_trains_it_on_stored_crops(synthetic_split,
                                atol=1e-5)
 
 
+def test_augmented_fine_tuning_repeats_exactly_with_the_same_seed(synthetic_split):
+    import keras
+
+    from hematolib import augment
+
+    (tr, _), _ = synthetic_split
+    seen = []
+
+    class Seen(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            seen.append(self.model.get_weights())
+
+    def tuned(augmenter):
+        train.set_seed(0)
+        model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+        train.fine_tune(model, tr[:32], [], replace(SMALL, schedule="cosine"), augment=augmenter, verbose=0,
+                        callbacks=[Seen()])
+        return mdl.network_of(model).get_weights()
+
+    first, again = tuned(augment.build(seed=3)), tuned(augment.build(seed=3))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    unaugmented = tuned(None)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, unaugmented))  # the augmentation took part
+    # callbacks see the network's weights, in its order, not the augmentation's state
+    assert all(np.array_equal(a, b) for a, b in zip(seen[0], first)) and len(seen[0]) == len(first)
+
+
 def test_the_cosine_schedule_runs_every_epoch_to_a_zero_rate_without_validation(synthetic_split):
     import keras
 
