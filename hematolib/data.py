@@ -6,11 +6,12 @@ import csv
 import functools
 import hashlib
 import io
+import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -393,15 +394,37 @@ def fingerprint(records: Iterable[ImageRecord]) -> str:
     return h.hexdigest()[:16]
 
 
+PREFETCH_BATCHES = 2  # batches a pipeline prepares ahead of the model
+
+
+def parallel_calls() -> int:
+    """Parallel calls for a tf.data map: one per CPU core."""
+    return os.cpu_count() or 1
+
+
+def finish_pipeline(ds, prefetch: bool = True):
+    """`ds` with tf.data's autotuning off, prefetching `PREFETCH_BATCHES` if `prefetch`.
+
+    Autotuning runs a background thread per iterator, and destroying the iterator (at every epoch
+    end, after every predict) waited for it: up to a minute, with the CPU idle, several times per
+    fine-tuning run on a 2-core CPU. Fixed parallelism trained as fast per step.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return (ds.prefetch(PREFETCH_BATCHES) if prefetch else ds).with_options(options)
+
+
 def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, int], batch_size: int = 32,
-                  shuffle: bool = False, seed: int = 0, cache: bool = True,
-                  augment: Callable | None = None, prefetch: bool = True):
+                  shuffle: bool = False, seed: int = 0, cache: bool = True, prefetch: bool = True):
     """A tf.data pipeline of (images, labels) batches.
 
     images: float32 (batch, height, width, 3) in 0..255 RGB, where image_size is a side or
     (height, width) (MobileNetV2's own preprocessing to -1..1, and any crop, are layers of the
     kit's models); labels: int32 (batch,).
     Decoded, resized images are cached in memory as uint8 so later epochs skip JPEG decoding.
+    Augmentation belongs in the training step (see `train.fine_tune`), not here.
     """
     import tensorflow as tf
 
@@ -418,16 +441,14 @@ def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, i
         return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE if prefetch else None)
+    ds = ds.map(load, num_parallel_calls=parallel_calls() if prefetch else None)
     if cache:
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=parallel_calls())
+    return finish_pipeline(ds, prefetch)
 
 
 def image_stats(records: Sequence[ImageRecord], limit: int = 200, seed: int = 0) -> dict:

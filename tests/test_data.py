@@ -227,6 +227,8 @@ def test_pipeline_yields_resized_float_batches_with_labels(synthetic_root):
     assert 0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255
     labels = np.concatenate([b[1].numpy() for b in batches])
     assert labels.tolist() == [r.label for r in recs]
+    # no tf.data autotuning: its thread made each epoch's end wait up to a minute, idle
+    assert data.make_pipeline(recs, image_size=64).options().autotune.enabled is False
 
 
 def test_pipeline_refuses_an_empty_list():
