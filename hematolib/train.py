@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import Config, cache_dir
 from .files import atomic_path
-from .data import ImageRecord, labels_of, make_pipeline
+from .data import ImageRecord, finish_pipeline, labels_of, make_pipeline, parallel_calls
 from .model import base_of, crops, feature_extractor, head_of, input_size, network_of, unfreeze_top
 
 
@@ -218,18 +218,16 @@ def keras_verbose(verbose: int) -> int:
 
 
 def array_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int = 32, shuffle: bool = False,
-                   seed: int = 0, augment: Callable | None = None):
-    """A tf.data pipeline of (float32 images 0..255, labels) batches from in-memory uint8 images."""
+                   seed: int = 0):
+    """A tf.data pipeline of (float32 images 0..255, labels) batches from in-memory uint8 images
+    (augmentation belongs in the training step: see `fine_tune`)."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
-                                  num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=parallel_calls())
+    return finish_pipeline(ds)
 
 
 def _callbacks(patience: int, checkpoint: Path | None = None, validated: bool = True) -> list:
@@ -304,10 +302,10 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     A cropping model trains on its stored cell crops (`extract_crops`), so no smear is decoded or
     cropped again per epoch. The random `augment` layers run in the training step, not in the
     input pipeline: there, op determinism (`set_seed`) would make tf.data run them one batch at a
-    time, and a 2-core CPU trained about 1.5x slower. `config.schedule` "plateau" keeps the weights of the best validation
-    epoch (restored at the end); "cosine" (`fine_tune_schedule`: after any warm-up) decays the
-    learning rate to zero and keeps the last epoch, and works without validation records (`val`
-    empty: training on all of TRAIN).
+    time, and a 2-core CPU trained about 1.5x slower. `config.schedule` "plateau" keeps the
+    weights of the best validation epoch (restored at the end); "cosine" (`fine_tune_schedule`:
+    after any warm-up) decays the learning rate to zero and keeps the last epoch, and works
+    without validation records (`val` empty: training on all of TRAIN).
     callbacks: extra Keras callbacks (progress, snapshots). The model they see has the network's
     weights, in the network's order; with `augment`, it is the network behind the augmentation
     layers, which have no weights.
@@ -359,15 +357,16 @@ def _behind(augment, network):
 
 def fine_tune_schedule(config: Config, n_train: int):
     """The "cosine" schedule's learning rate per step for `n_train` training images: a linear rise
-    from zero over `config.warmup_epochs` (if any), then a cosine decay to zero at the last step.
-    Fixed in advance: no decision depends on validation."""
+    from zero over `config.warmup_epochs` (if any; at most half the steps, for short runs), then a
+    cosine decay to zero at the last step. Fixed in advance: no decision depends on validation."""
     import keras
 
     per_epoch = math.ceil(n_train / config.batch_size)
-    warmup = round(config.warmup_epochs * per_epoch)
+    steps = config.fine_tune_epochs * per_epoch
+    warmup = min(round(config.warmup_epochs * per_epoch), steps // 2)
     peak = config.fine_tune_learning_rate
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else peak, decay_steps=config.fine_tune_epochs * per_epoch - warmup, alpha=0.0,
+        0.0 if warmup else peak, decay_steps=steps - warmup, alpha=0.0,
         warmup_target=peak if warmup else None, warmup_steps=warmup)
 
 
