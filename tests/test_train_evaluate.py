@@ -281,19 +281,30 @@ def test_augmented_fine_tuning_repeats_exactly_with_the_same_seed(synthetic_spli
     assert all(np.array_equal(a, b) for a, b in zip(seen[0], first)) and len(seen[0]) == len(first)
 
 
-def test_the_cosine_schedule_runs_every_epoch_to_a_zero_rate_without_validation(synthetic_split):
+def rate_recorder(hook: str):
+    """A Keras callback whose `rates` list gets the optimizer's learning rate at every `hook`
+    ("on_epoch_end", "on_train_batch_begin", ...)."""
     import keras
 
+    class Rates(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rates = []
+
+    def record(self, *args, **kwargs):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    setattr(Rates, hook, record)
+    return Rates()
+
+
+def test_the_cosine_schedule_runs_every_epoch_to_a_zero_rate_without_validation(synthetic_split):
     (tr, va), _ = synthetic_split
-    rates = []
-
-    class Rate(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-
+    recorder = rate_recorder("on_epoch_end")
     config = replace(SMALL, fine_tune_epochs=3, schedule="cosine", warmup_epochs=0, patience=1)
     model = mdl.build(alpha=0.35, image_size=64, weights=None)
-    hist = train.fine_tune(model, tr[:32], [], config, verbose=0, callbacks=[Rate()])
+    hist = train.fine_tune(model, tr[:32], [], config, verbose=0, callbacks=[recorder])
+    rates = recorder.rates
     assert hist.epochs == 3 and "val_loss" not in hist.metrics  # nothing stopped it early
     assert rates[0] == pytest.approx(0.75e-4, rel=0.05) and rates[1] == pytest.approx(0.25e-4, rel=0.05)
     assert rates[2] == pytest.approx(0.0, abs=1e-9)
@@ -302,19 +313,13 @@ def test_the_cosine_schedule_runs_every_epoch_to_a_zero_rate_without_validation(
 
 
 def test_a_warm_up_raises_the_rate_from_zero_before_the_cosine_decay(synthetic_split):
-    import keras
-
     (tr, _), _ = synthetic_split
-    rates = []
-
-    class Rate(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-
+    recorder = rate_recorder("on_train_batch_begin")
     # 32 images in batches of 16: 2 steps an epoch, 6 in all, the first 2 warming up
     config = replace(SMALL, fine_tune_epochs=3, schedule="cosine", warmup_epochs=1.0)
     train.fine_tune(mdl.build(alpha=0.35, image_size=64, weights=None), tr[:32], [], config, verbose=0,
-                    callbacks=[Rate()])
+                    callbacks=[recorder])
+    rates = recorder.rates
     peak = config.fine_tune_learning_rate
     expected = [0.0, peak / 2] + [peak * 0.5 * (1 + np.cos(np.pi * k / 4)) for k in range(4)]
     np.testing.assert_allclose(rates, expected, atol=peak * 1e-3)
