@@ -231,7 +231,7 @@ def latest(rows: list[dict]) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """A markdown table of the candidates (the latest run of each), honest validation first, then
     by log loss with flips."""
-    default_seed, default_rate = Config().seed, Config().fine_tune_learning_rate
+    default_seed = Config().seed
     ranked = sorted(latest(rows), key=lambda r: (grouping(r) != GROUPING, r.get("val_log_loss_tta", float("inf"))))
     lines = ["| candidate | validation cells | validation accuracy, one view | with flips | log loss, flips "
              "| under shifts | fine-tuning |", "|---|---|---|---|---|---|---|"]
@@ -240,8 +240,6 @@ def table(rows: list[dict]) -> str:
         depth = "whole base" if c["fine_tune_layers"] in (None, 1000) else f"top {c['fine_tune_layers']}"
         schedule = ", cosine schedule, last epoch" if c.get("schedule") == "cosine" else ""
         schedule += f", {c['warmup_epochs']:g}-epoch warm-up" if c.get("warmup_epochs") else ""
-        rate = c.get("fine_tune_learning_rate", default_rate)
-        schedule += f", peak rate {rate:g}" if rate != default_rate else ""
         name = (f"`{r['name']}`: alpha {c['alpha']}, {c['image_size']} px, {depth} x {c['fine_tune_epochs']}"
                 + schedule + (f", label smoothing {c['label_smoothing']}" if c.get("label_smoothing") else "")
                 + "".join(f", {k} {v}" for k, v in extra.items())
