@@ -199,8 +199,12 @@ def ensemble(names: list[str]) -> dict:
         cells, network = network_view(model, val)
         members.append(hl.model.with_flips(network).predict(cells, verbose=0))
     mean = np.mean(members, axis=0)
+    wrong = [p.argmax(1) != labels for p in members]
     return {"members": names, "val_tta": float((mean.argmax(1) == labels).mean()),
-            "val_log_loss_tta": hl.evaluate.log_loss(mean, labels)}
+            "val_log_loss_tta": hl.evaluate.log_loss(mean, labels),
+            # how many validation images each member gets wrong, and how many of the first member's
+            # mistakes it shares: averaging cannot fix the mistakes all members make
+            "wrong": [int(w.sum()) for w in wrong], "shared_with_first": [int((w & wrong[0]).sum()) for w in wrong]}
 
 
 def symmetries(cells: np.ndarray) -> list[np.ndarray]:
@@ -329,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         print(f"ensemble of {' + '.join(args.names)}: validation with flips {row['val_tta']:.1%}, "
               f"log loss {row['val_log_loss_tta']:.4f}")
+        for name, wrong, shared in zip(args.names, row["wrong"], row["shared_with_first"]):
+            print(f"  {name}: {wrong} validation images wrong, {shared} of them also wrong in {args.names[0]}")
         return 0
     if args.readme:
         publish([json.loads(line) for line in OUT.read_text().splitlines() if line.strip()])
