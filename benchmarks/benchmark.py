@@ -304,10 +304,29 @@ def with_table(readme: str, table: str, markers: tuple[str, str] = MARKERS) -> s
     return readme[:start + len(markers[0])] + "\n" + table.strip() + "\n" + readme[end:]
 
 
-def publish(results: dict, table: str) -> Path:
-    """Put a full run's table in the README and its figures in benchmarks/results-<date>.json."""
-    raw = PROJECT_DIR / "benchmarks" / f"results-{results['date']}.json"
-    raw.write_text(json.dumps(results, indent=2, default=float) + "\n")
+def figures_path(results: dict, text: str) -> Path:
+    """benchmarks/results-<date>.json for a run's figures `text`; if another run of that day already
+    holds the name, results-<date>-2.json, -3 and so on: published figures are never overwritten."""
+    n = 1
+    while True:
+        raw = PROJECT_DIR / "benchmarks" / f"results-{results['date']}{f'-{n}' if n > 1 else ''}.json"
+        if not raw.exists() or raw.read_text() == text:
+            return raw
+        n += 1
+
+
+def publish(results: dict, table: str, source: Path | None = None) -> Path:
+    """Put a full run's table in the README and its figures in benchmarks/; return the figures' file.
+
+    `source`: the file the figures were read from (--republish). One in benchmarks/ is cited as it
+    is, under its own name; any other is copied in like a new run's figures."""
+    benchmarks = PROJECT_DIR / "benchmarks"
+    if source is not None and source.resolve().parent == benchmarks.resolve():
+        raw = benchmarks / source.name
+    else:
+        text = json.dumps(results, indent=2, default=float) + "\n"
+        raw = figures_path(results, text)
+        hl.files.write_text_atomic(raw, text)
     table += f"\n\nRaw figures: `benchmarks/{raw.name}`."
     hl.files.write_text_atomic(README, with_table(README.read_text(), table))
     return raw
@@ -328,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(Path(args.republish).read_text())
         if results["command"] != "make benchmark":
             parser.error(f"{args.republish} is not from a full run ({results['command']}).")
-        print(f"README.md updated; figures in {publish(results, markdown(results))}")
+        print(f"README.md updated; figures in {publish(results, markdown(results), Path(args.republish))}")
         return 0
     ds = hl.data.open_dataset(allow_synthetic=False)
     config = hl.recipe.refit_config(Config(per_class=150, head_epochs=20, fine_tune_epochs=1) if args.quick

@@ -152,6 +152,49 @@ def test_only_a_full_runs_figures_can_be_republished(benchmark, tmp_path):
         benchmark.main(["--republish", str(quick)])
 
 
+@pytest.fixture
+def project(benchmark, tmp_path, monkeypatch):
+    """A project folder with a README holding the benchmark's markers, in place of the kit's."""
+    (tmp_path / "benchmarks").mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{benchmark.MARKERS[0]}\nold\n{benchmark.MARKERS[1]}\n")
+    monkeypatch.setattr(benchmark, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(benchmark, "README", readme)
+    return tmp_path
+
+
+def cited(readme: Path) -> str:
+    return readme.read_text().split("Raw figures: `")[1].split("`")[0]
+
+
+def test_a_second_run_on_the_same_day_never_overwrites_the_first_runs_figures(benchmark, project):
+    first = {"date": "2026-11-27", "command": "make benchmark", "kit": {"test": {"accuracy": 0.878}}}
+    second = {**first, "kit": {"test": {"accuracy": 0.879}}}
+    assert benchmark.publish(first, "| first |").name == "results-2026-11-27.json"
+    kept = (project / "benchmarks" / "results-2026-11-27.json").read_text()
+    raw = benchmark.publish(second, "| second |")
+    assert raw.name == "results-2026-11-27-2.json" and json.loads(raw.read_text()) == second
+    assert (project / "benchmarks" / "results-2026-11-27.json").read_text() == kept
+    assert cited(project / "README.md") == "benchmarks/results-2026-11-27-2.json"
+    assert "| second |" in (project / "README.md").read_text()
+    assert benchmark.publish(second, "| again |") == raw  # the same figures again: the same file
+
+
+def test_republishing_a_renamed_runs_figures_cites_that_file_and_leaves_the_others_alone(benchmark, project,
+                                                                                        monkeypatch):
+    other = project / "benchmarks" / "results-2026-11-27.json"
+    other.write_text('{"another": "run"}\n')
+    renamed = project / "benchmarks" / "results-2026-11-27-24epochs.json"
+    renamed.write_text(json.dumps({"date": "2026-11-27", "command": "make benchmark", "kit": {}}))
+    before = renamed.read_text()
+    monkeypatch.setattr(benchmark, "markdown", lambda results: "| republished |")
+    assert benchmark.main(["--republish", str(renamed)]) == 0
+    assert cited(project / "README.md") == "benchmarks/results-2026-11-27-24epochs.json"
+    assert renamed.read_text() == before and other.read_text() == '{"another": "run"}\n'
+    assert sorted(p.name for p in (project / "benchmarks").iterdir()) == [
+        "results-2026-11-27-24epochs.json", "results-2026-11-27.json"]
+
+
 def test_the_time_target_says_by_how_much_it_is_missed(benchmark):
     kit = {"train_seconds": 900.0, "test": {"accuracy": 0.84, "ci_low": 0.77, "ci_high": 0.9},
            "test_simple": {"correct": 61}, "latency_keras": {"median_ms": 23.0},
