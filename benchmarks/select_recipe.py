@@ -113,6 +113,13 @@ CANDIDATES: dict[str, Config] = {
     # (77.1% with flips, log loss 0.568: far below.)
     "0.35-top40-16-128-cosine-ls-warmup": candidate(0.35, 128, 16, 40, label_smoothing=0.1, warmup=1.0,
                                                     schedule="cosine"),
+    # Half the fine-tuning rate (5e-5). Training accuracy passes 99% by the ninth epoch while TEST
+    # stopped rising after the eleventh of 24: the whole base learns the 222 training cells by heart.
+    # A lower rate moves the ImageNet weights less. Rule set before running it: it replaces the
+    # default only if its log loss with flips is lower by more than a rerun moved (0.038) and its
+    # accuracy with flips is not lower; else the default stays.
+    "0.35-all-16-128-cosine-ls-warmup-lr5e-5": candidate(0.35, 128, 16, label_smoothing=0.1, warmup=1.0,
+                                                         schedule="cosine", fine_tune_learning_rate=5e-5),
     "0.35-all-8-192": candidate(0.35, 192, 8, schedule="plateau"),
     "1.0-top40-6": candidate(1.0, 128, 6, 40, schedule="plateau"),
     "1.0-all-6": candidate(1.0, 128, 6, schedule="plateau"),
@@ -264,7 +271,7 @@ def latest(rows: list[dict]) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """A markdown table of the candidates (the latest run of each), honest validation first, then
     by log loss with flips."""
-    default_seed = Config().seed
+    default_seed, default_rate = Config().seed, Config().fine_tune_learning_rate
     ranked = sorted(latest(rows), key=lambda r: (grouping(r) != GROUPING, r.get("val_log_loss_tta", float("inf"))))
     lines = ["| candidate | validation cells | validation accuracy, one view | with flips | log loss, flips "
              "| under shifts | fine-tuning |", "|---|---|---|---|---|---|---|"]
@@ -275,6 +282,8 @@ def table(rows: list[dict]) -> str:
         schedule += f", {c['warmup_epochs']:g}-epoch warm-up" if c.get("warmup_epochs") else ""
         name = (f"`{r['name']}`: alpha {c['alpha']}, {c['image_size']} px, {depth} x {c['fine_tune_epochs']}"
                 + schedule + (f", label smoothing {c['label_smoothing']}" if c.get("label_smoothing") else "")
+                + (f", fine-tuning rate {c['fine_tune_learning_rate']:g}"
+                   if c.get("fine_tune_learning_rate", default_rate) != default_rate else "")
                 + "".join(f", {k} {v}" for k, v in extra.items())
                 + (f", {r['train_cells']} training cells" if r["name"] in TRAIN_CELLS else "")
                 + (f", seed {c['seed']} (other validation cells)" if c.get("seed", default_seed) != default_seed
