@@ -247,10 +247,10 @@ def _callbacks(patience: int, checkpoint: Path | None = None, validated: bool = 
     return cbs
 
 
-def _loss(label_smoothing: float):
+def _loss(label_smoothing: float, one_hot: bool = False):
     import keras
 
-    if label_smoothing:
+    if label_smoothing or one_hot:
         return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy()
 
@@ -315,7 +315,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     set_seed(config.seed)
     unfreeze_top(model, config.fine_tune_layers)
     k = len(config.class_names)
-    smooth = config.label_smoothing
+    one_hot = bool(config.label_smoothing or config.mixup)  # targets as vectors, to smooth or blend
     cropping = crops(model)
     network = network_of(model)  # shares the weights: training it trains `model`
 
@@ -325,7 +325,9 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
                                 config.batch_size, shuffle=shuffle, seed=config.seed)
         else:
             ds = make_pipeline(records, input_size(model), config.batch_size, shuffle=shuffle, seed=config.seed)
-        return ds.map(lambda x, y: (x, _one_hot(y, k))) if smooth else ds
+        if one_hot:
+            ds = ds.map(lambda x, y: (x, _one_hot(y, k)))
+        return mix_batches(ds, config.mixup, config.seed) if shuffle and config.mixup else ds  # training only
 
     plateau = config.schedule == "plateau"
     if plateau and not val:
@@ -334,7 +336,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
     rate = config.fine_tune_learning_rate if plateau else fine_tune_schedule(config, len(train))
     trained = network if augment is None else _behind(augment, network)
     trained.compile(optimizer=keras.optimizers.Adam(rate),
-                    loss=_loss(config.label_smoothing), metrics=["accuracy"])
+                    loss=_loss(config.label_smoothing, one_hot), metrics=["accuracy"])
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
         fit = trained.fit(pipeline(train, True), validation_data=pipeline(val, False) if val else None,
@@ -368,6 +370,26 @@ def fine_tune_schedule(config: Config, n_train: int):
     return keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else peak, decay_steps=steps - warmup, alpha=0.0,
         warmup_target=peak if warmup else None, warmup_steps=warmup)
+
+
+def mix_batches(ds, concentration: float, seed: int):
+    """`ds`'s batches of (images, one-hot targets), each image blended with another of its batch
+    (the batch reversed) and its targets in the same proportion: mixup. The share of the image's
+    own content is drawn per image from Beta(concentration, concentration), reproducibly for a
+    seed and afresh each epoch. Labels must be one-hot (or smoothed) floats."""
+    import tensorflow as tf
+
+    def mix(batch, key):
+        x, y = batch
+        n = tf.shape(x)[0]
+        a, b = (tf.random.stateless_gamma([n], key + i, alpha=concentration) for i in (0, 1))
+        share = a / (a + b)
+        x2, y2 = tf.reverse(x, [0]), tf.reverse(y, [0])
+        return (share[:, None, None, None] * x + (1 - share[:, None, None, None]) * x2,
+                share[:, None] * y + (1 - share[:, None]) * y2)
+
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip(ds, keys).map(mix)
 
 
 def _one_hot(y, k: int):
