@@ -329,6 +329,46 @@ def test_a_warm_up_raises_the_rate_from_zero_before_the_cosine_decay(synthetic_s
         [0.0, peak / 2, peak, peak / 2, 0.0], abs=peak * 1e-3)
 
 
+def mixed_batches(seed: int, epochs: int = 1):
+    """Six 2x2 images of one value each (10, 20, ... 60) and their one-hot labels, in batches of
+    three, through mixup: the (images, targets) of each epoch, and the originals."""
+    import tensorflow as tf
+
+    x = np.repeat(np.arange(1, 7, dtype=np.float32) * 10, 12).reshape(6, 2, 2, 3)
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1]]
+    mixed = train.mix_batches(tf.data.Dataset.from_tensor_slices((x, y)).batch(3), 0.4, seed)
+    runs = [[(xb.numpy(), yb.numpy()) for xb, yb in mixed] for _ in range(epochs)]
+    return [(np.concatenate([b[0] for b in run]), np.concatenate([b[1] for b in run])) for run in runs], (x, y)
+
+
+def test_mixup_blends_each_image_and_its_targets_in_the_same_proportion():
+    (first, second), (x, y) = mixed_batches(seed=3, epochs=2)
+    partner = [2, 1, 0, 5, 4, 3]  # each batch of three reversed
+    for images, targets in (first, second):
+        value = images[:, 0, 0, 0]
+        share = (value - x[partner, 0, 0, 0]) / (x[:, 0, 0, 0] - x[partner, 0, 0, 0] + 1e-12)
+        blended = np.array([i != p for i, p in enumerate(partner)])  # the middle image meets itself
+        assert np.allclose(images, images[:, :1, :1, :1])  # a blend of two flat images is flat
+        np.testing.assert_allclose(targets[blended], share[blended, None] * y[blended]
+                                   + (1 - share[blended, None]) * y[np.array(partner)[blended]], atol=1e-5)
+        assert np.allclose(targets.sum(1), 1) and ((share[blended] >= 0) & (share[blended] <= 1)).all()
+    assert not np.allclose(first[0], second[0])  # drawn afresh each epoch
+    assert not np.allclose(first[0], x)  # something was blended
+    again, _ = mixed_batches(seed=3)
+    np.testing.assert_array_equal(again[0][0], first[0])  # reproducible for a seed
+    assert not np.allclose(mixed_batches(seed=4)[0][0][0], first[0])
+
+
+def test_mixup_fine_tunes_on_blended_targets_and_validates_on_plain_labels(synthetic_split):
+    (tr, va), _ = synthetic_split
+    config = replace(SMALL, label_smoothing=0.0, mixup=0.4)  # no smoothing: the labels stay integers
+    hist = train.fine_tune(mdl.build(alpha=0.35, image_size=64, weights=None), tr[:32], va[:16], config, verbose=0)
+    assert hist.epochs == 1 and 0.0 <= hist.metrics["val_accuracy"][0] <= 1.0
+    assert np.isfinite(hist.metrics["val_loss"][0])
+    with pytest.raises(ValueError, match="mixup must be at least 0 \\(0: off\\), got -0.2"):
+        Config(mixup=-0.2)
+
+
 def test_a_config_that_cannot_train_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="schedule must be one of cosine, plateau"):
         Config(schedule="step")
