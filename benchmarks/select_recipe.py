@@ -299,6 +299,7 @@ def table(rows: list[dict]) -> str:
                 + schedule + (f", label smoothing {c['label_smoothing']}" if c.get("label_smoothing") else "")
                 + (f", fine-tuning rate {c['fine_tune_learning_rate']:g}"
                    if c.get("fine_tune_learning_rate", default_rate) != default_rate else "")
+                + (f", mixup {c['mixup']:g}" if c.get("mixup") else "")
                 + "".join(f", {k} {v}" for k, v in extra.items())
                 + (f", {r['train_cells']} training cells" if r["name"] in TRAIN_CELLS else "")
                 + (f", seed {c['seed']} (other validation cells)" if c.get("seed", default_seed) != default_seed

@@ -75,11 +75,15 @@ def test_the_selection_table_ranks_honest_runs_first_then_by_validation_log_loss
     rows[-1]["config"]["seed"] = 7
     rows.append(candidate_row("b", 0.001, image_size=160))  # grouped by file name: kept, but last and marked
     rows.append(candidate_row("slow", 0.06, **honest))
-    rows[-1]["config"]["fine_tune_learning_rate"] = 5e-5
+    rows[-1]["config"].update(fine_tune_learning_rate=5e-5, mixup=0.0)
+    rows.append(candidate_row("mixed", 0.07, **honest))
+    rows[-1]["config"]["mixup"] = 0.2
     lines = select_recipe.table(rows).splitlines()[2:]
-    assert len(lines) == 5 and "rate" not in "".join(lines[:3] + lines[4:])
+    assert len(lines) == 6 and "rate" not in "".join(lines[:3] + lines[5:])
+    assert "mixup" not in "".join(lines[:4] + lines[5:])
     assert lines[3].startswith("| `slow`: alpha 0.35, 128 px, whole base x 8, fine-tuning rate 5e-05 |")
-    del lines[3]
+    assert lines[4].startswith("| `mixed`: alpha 0.35, 128 px, whole base x 8, mixup 0.2 |")
+    del lines[3:5]
     assert lines[0].startswith("| `a`: alpha 0.35, 128 px, whole base x 8, zoom 0.3 | by photograph | 99.0% "
                                "| 99.5% | 0.010 |")
     assert lines[1].startswith("| `b`: alpha 0.35, 160 px") and "seed" not in lines[1]
