@@ -148,6 +148,11 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     }
 
 
+# Config fields added after some selection runs were recorded, with the value those runs trained
+# with (a run's config is stored whole, so a field it lacks did not exist yet).
+ADDED_LATER = {"warmup_epochs": 0.0, "mixup": 0.0}
+
+
 def held_out_run(config: Config, selection: Path = SELECTION) -> dict | None:
     """The selection's run of `config` with its validation cells held out (a row of `selection`,
     trained on all the other cells, default augmentation, cells grouped by photograph), or None if
@@ -155,7 +160,7 @@ def held_out_run(config: Config, selection: Path = SELECTION) -> dict | None:
     cells had copies in training."""
     want = {**config.to_dict(), "val_fraction": Config().val_fraction}
     rows = json.loads(selection.read_text()) if selection.exists() else []
-    return next((r for r in rows if r["config"] == want and not r.get("augmentation")
+    return next((r for r in rows if {**ADDED_LATER, **r["config"]} == want and not r.get("augmentation")
                  and r.get("train_share", 1.0) == 1.0 and r.get("grouping") == "photograph"), None)
 
 

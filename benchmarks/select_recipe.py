@@ -223,12 +223,21 @@ def ensemble(names: list[str]) -> dict:
         cells, network = network_view(model, val)
         members.append(hl.model.with_flips(network).predict(cells, verbose=0))
     mean = np.mean(members, axis=0)
-    wrong = [p.argmax(1) != labels for p in members]
     return {"members": names, "val_tta": float((mean.argmax(1) == labels).mean()),
             "val_log_loss_tta": hl.evaluate.log_loss(mean, labels),
-            # how many validation images each member gets wrong, and how many of the first member's
-            # mistakes it shares: averaging cannot fix the mistakes all members make
-            "wrong": [int(w.sum()) for w in wrong], "shared_with_first": [int((w & wrong[0]).sum()) for w in wrong]}
+            **shared_mistakes(members, labels, hl.data.groups_of(val))}
+
+
+def shared_mistakes(members: list[np.ndarray], labels: np.ndarray, groups: np.ndarray) -> dict:
+    """Where ensemble members (their class probabilities per image) go wrong together: how many
+    images each gets wrong, how many of the first member's mistakes each shares, and the cells
+    (original photographs) of which every member gets most images wrong. Averaging cannot fix
+    mistakes all members make."""
+    wrong = [p.argmax(1) != labels for p in members]
+    cells = sorted(set(groups.tolist()))
+    mostly_wrong = [c for c in cells if all(w[groups == c].mean() > 0.5 for w in wrong)]
+    return {"wrong": [int(w.sum()) for w in wrong], "shared_with_first": [int((w & wrong[0]).sum()) for w in wrong],
+            "cells_all_mostly_wrong": mostly_wrong}
 
 
 def symmetries(cells: np.ndarray) -> list[np.ndarray]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import load_script
@@ -228,8 +230,26 @@ def test_a_refit_reports_the_held_out_run_of_the_same_recipe(benchmark, tmp_path
     assert benchmark.held_out_run(config, selection)["name"] == "same"
     other_size = refit_config(Config(image_size=Config().image_size + 32))  # no held-out run of it
     assert benchmark.held_out_run(other_size, selection) is None
+    # a run recorded before a Config field existed trained with the value it had then
+    before_mixup = {k: v for k, v in held.items() if k != "mixup"}
+    before_warmup = {k: v for k, v in before_mixup.items() if k != "warmup_epochs"}  # no warm-up then
+    rows = [{"name": n, "config": c, "grouping": "photograph"}
+            for n, c in (("no warm-up", before_warmup), ("no mixup field", before_mixup))]
+    selection.write_text(json.dumps(rows))
+    assert benchmark.held_out_run(config, selection)["name"] == "no mixup field"
+    assert benchmark.held_out_run(replace(config, mixup=0.2), selection) is None
     # the published selection holds the default recipe's held-out run: the README's validation row
     assert benchmark.held_out_run(config) is not None, "rerun select_recipe.py for the default recipe"
+
+
+def test_an_ensemble_reports_the_mistakes_its_members_share(select_recipe):
+    labels = np.zeros(9, int)
+    groups = np.array(["a"] * 3 + ["b"] * 3 + ["c"] * 3)
+    first = np.eye(2)[[1, 1, 0, 1, 1, 0, 1, 0, 0]]  # wrong on most of a and b, one of c
+    second = np.eye(2)[[1, 1, 1, 1, 0, 0, 0, 0, 0]]  # wrong on all of a, one of b
+    out = select_recipe.shared_mistakes([first, second], labels, groups)
+    assert out["wrong"] == [5, 4] and out["shared_with_first"] == [5, 3]
+    assert out["cells_all_mostly_wrong"] == ["a"]  # b: the second member gets two of its three right
 
 
 def test_an_ensemble_refuses_members_that_held_out_different_cells(select_recipe, capsys):
