@@ -235,9 +235,10 @@ def shared_mistakes(members: list[np.ndarray], labels: np.ndarray, groups: np.nd
     mistakes all members make."""
     wrong = [p.argmax(1) != labels for p in members]
     cells = sorted(set(groups.tolist()))
-    mostly_wrong = [c for c in cells if all(w[groups == c].mean() > 0.5 for w in wrong)]
+    mostly_wrong = [[c for c in cells if w[groups == c].mean() > 0.5] for w in wrong]
     return {"wrong": [int(w.sum()) for w in wrong], "shared_with_first": [int((w & wrong[0]).sum()) for w in wrong],
-            "cells_all_mostly_wrong": mostly_wrong}
+            "cells_mostly_wrong": [len(m) for m in mostly_wrong], "cells": len(cells),
+            "cells_all_mostly_wrong": [c for c in mostly_wrong[0] if all(c in m for m in mostly_wrong)]}
 
 
 def symmetries(cells: np.ndarray) -> list[np.ndarray]:
@@ -369,8 +370,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         print(f"ensemble of {' + '.join(args.names)}: validation with flips {row['val_tta']:.1%}, "
               f"log loss {row['val_log_loss_tta']:.4f}")
-        for name, wrong, shared in zip(args.names, row["wrong"], row["shared_with_first"]):
-            print(f"  {name}: {wrong} validation images wrong, {shared} of them also wrong in {args.names[0]}")
+        for name, wrong, shared, cells in zip(args.names, row["wrong"], row["shared_with_first"],
+                                              row["cells_mostly_wrong"]):
+            print(f"  {name}: {wrong} validation images wrong, {shared} of them also wrong in {args.names[0]}; "
+                  f"most images of {cells} of the {row['cells']} cells wrong")
+        print(f"  cells of which every member gets most images wrong: "
+              f"{', '.join(row['cells_all_mostly_wrong']) or 'none'}")
         return 0
     if args.readme:
         publish([json.loads(line) for line in OUT.read_text().splitlines() if line.strip()])

@@ -249,6 +249,7 @@ def test_an_ensemble_reports_the_mistakes_its_members_share(select_recipe):
     second = np.eye(2)[[1, 1, 1, 1, 0, 0, 0, 0, 0]]  # wrong on all of a, one of b
     out = select_recipe.shared_mistakes([first, second], labels, groups)
     assert out["wrong"] == [5, 4] and out["shared_with_first"] == [5, 3]
+    assert out["cells_mostly_wrong"] == [2, 1] and out["cells"] == 3
     assert out["cells_all_mostly_wrong"] == ["a"]  # b: the second member gets two of its three right
 
 
