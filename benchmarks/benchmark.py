@@ -46,7 +46,8 @@ def report_dict(report) -> dict:
     return {"accuracy": report.accuracy, "ci_low": report.ci_low, "ci_high": report.ci_high,
             "correct": report.correct, "n_images": report.n_images, "n_originals": report.n_originals,
             "recall": {c: m["recall"] for c, m in report.per_class.items()},
-            "log_loss": report.log_loss, "ece": report.ece}
+            "log_loss": report.log_loss, "ece": report.ece,
+            "cells_right": report.per_original_accuracy, "cells_missed": report.cells_missed}
 
 
 def snapshot_callback(start: float):
@@ -227,6 +228,9 @@ def markdown(results: dict) -> str:
     def recall(t):
         return " / ".join(f"{t['recall'][c]:.0%}" for c in CLASS_NAMES) if "recall" in t else "-"
 
+    def cells(t):
+        return f"{round(t['cells_right'] * t['n_originals'])} of {t['n_originals']}" if "cells_right" in t else "-"
+
     def calibration(t):
         return f"{t['log_loss']:.2f} / {pct(t['ece'])}" if "log_loss" in t else "-"
 
@@ -237,6 +241,7 @@ def markdown(results: dict) -> str:
         ("validation accuracy", pct(kit["validation_accuracy"]) if kit["validation_accuracy"] is not None else "-",
          pct(tut["validation_accuracy"]) + " (leaky)"),
         (f"**TEST accuracy** ({t['n_images']:,} images, {t['n_originals']} cells)", accuracy(t), accuracy(tut["test"])),
+        ("TEST cells mostly right (more than half of their images)", cells(t), cells(tut["test"])),
         ("TEST recall E / L / M / N", recall(t), recall(tut["test"])),
         ("TEST log loss / calibration error (lower is better; always saying 25% scores 1.39)", calibration(t),
          calibration(tut["test"])),

@@ -232,14 +232,13 @@ def ensemble(names: list[str]) -> dict:
 def shared_mistakes(members: list[np.ndarray], labels: np.ndarray, groups: np.ndarray) -> dict:
     """Where ensemble members (their class probabilities per image) go wrong together: how many
     images each gets wrong, how many of the first member's mistakes each shares, and the cells
-    (original photographs) of which every member gets most images wrong. Averaging cannot fix
-    mistakes all members make."""
+    (original photographs) every member misses (at most half their images right, as in
+    hl.evaluate's cells_missed). Averaging cannot fix mistakes all members make."""
     wrong = [p.argmax(1) != labels for p in members]
-    cells = sorted(set(groups.tolist()))
-    mostly_wrong = [[c for c in cells if w[groups == c].mean() > 0.5] for w in wrong]
+    missed = [hl.evaluate.evaluate(p, labels, groups, n_boot=1).cells_missed for p in members]
     return {"wrong": [int(w.sum()) for w in wrong], "shared_with_first": [int((w & wrong[0]).sum()) for w in wrong],
-            "cells_mostly_wrong": [len(m) for m in mostly_wrong], "cells": len(cells),
-            "cells_all_mostly_wrong": [c for c in mostly_wrong[0] if all(c in m for m in mostly_wrong)]}
+            "cells_missed": [len(m) for m in missed], "cells": len(set(groups.tolist())),
+            "cells_all_missed": [c for c in missed[0] if all(c in m for m in missed)]}
 
 
 def symmetries(cells: np.ndarray) -> list[np.ndarray]:
@@ -372,11 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ensemble of {' + '.join(args.names)}: validation with flips {row['val_tta']:.1%}, "
               f"log loss {row['val_log_loss_tta']:.4f}")
         for name, wrong, shared, cells in zip(args.names, row["wrong"], row["shared_with_first"],
-                                              row["cells_mostly_wrong"]):
+                                              row["cells_missed"]):
             print(f"  {name}: {wrong} validation images wrong, {shared} of them also wrong in {args.names[0]}; "
-                  f"most images of {cells} of the {row['cells']} cells wrong")
-        print(f"  cells of which every member gets most images wrong: "
-              f"{', '.join(row['cells_all_mostly_wrong']) or 'none'}")
+                  f"misses {cells} of the {row['cells']} cells (at most half their images right)")
+        print(f"  cells every member misses: {', '.join(row['cells_all_missed']) or 'none'}")
         return 0
     if args.readme:
         publish([json.loads(line) for line in OUT.read_text().splitlines() if line.strip()])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -54,6 +54,7 @@ class Report:
     log_loss: float  # mean -log(probability of the true class): lower is better; see log_loss()
     ece: float  # expected calibration error: how far confidence is from accuracy, 10 bins
     cells: str  # which original cells were scored (cells_id): reports compare only when it matches
+    cells_missed: list[str] = field(default_factory=list)  # cells with at most half their images right
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,12 +92,14 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: s
                      "f1": float(f1[i]), "support": int(support[i])}
                  for i, c in enumerate(class_names)}
     lo, hi = bootstrap_accuracy(correct, groups, n_boot=n_boot, seed=seed)
-    per_cell = [correct[groups == g].mean() > 0.5 for g in np.unique(groups)]
+    cells = np.unique(groups)
+    per_cell = [correct[groups == g].mean() > 0.5 for g in cells]
     return Report(split=split, n_images=int(len(labels)), n_originals=int(len(np.unique(groups))),
                   accuracy=float(correct.mean()), ci_low=lo, ci_high=hi, per_class=per_class,
                   confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
                   per_original_accuracy=float(np.mean(per_cell)), log_loss=log_loss(probs, labels),
-                  ece=calibration(probs, labels)["ece"], cells=cells_id(groups))
+                  ece=calibration(probs, labels)["ece"], cells=cells_id(groups),
+                  cells_missed=[str(g) for g, right in zip(cells, per_cell) if not right])
 
 
 def cells_id(groups) -> str:

@@ -147,6 +147,8 @@ def test_the_table_shows_both_recipes_calibration_and_a_dash_where_a_run_did_not
     row = next(line for line in benchmark.markdown(run).splitlines() if line.startswith("| TEST log loss"))
     assert row.endswith("| 0.46 / 5.2% | 1.23 / 31.0% |")
     assert "**50.0%** (95% CI 40.0%-60.0%, resampling cells) |" in benchmark.markdown(run)
+    counted = {**run, "kit": {**run["kit"], "test": {**run["kit"]["test"], "n_originals": 70, "cells_right": 61 / 70}}}
+    assert "| TEST cells mostly right (more than half of their images) | 61 of 70 | - |" in benchmark.markdown(counted)
     old = {**published, "kit": {**published["kit"], "test": {k: v for k, v in published["kit"]["test"].items()
                                                              if k not in ("log_loss", "ece")}},
            "tutorial": {**published["tutorial"], "test": {"accuracy": 0.537}}}
@@ -249,8 +251,8 @@ def test_an_ensemble_reports_the_mistakes_its_members_share(select_recipe):
     second = np.eye(2)[[1, 1, 1, 1, 0, 0, 0, 0, 0]]  # wrong on all of a, one of b
     out = select_recipe.shared_mistakes([first, second], labels, groups)
     assert out["wrong"] == [5, 4] and out["shared_with_first"] == [5, 3]
-    assert out["cells_mostly_wrong"] == [2, 1] and out["cells"] == 3
-    assert out["cells_all_mostly_wrong"] == ["a"]  # b: the second member gets two of its three right
+    assert out["cells_missed"] == [2, 1] and out["cells"] == 3
+    assert out["cells_all_missed"] == ["a"]  # b: the second member gets two of its three right
 
 
 def test_an_ensemble_refuses_members_that_held_out_different_cells(select_recipe, capsys):
