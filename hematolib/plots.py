@@ -200,7 +200,8 @@ def image_files(records: Sequence[ImageRecord], titles: Sequence[str] | None = N
 
 
 def mistakes(errors, columns: int = 4):
-    """A gallery of wrong predictions from `evaluate.mistakes`: true -> predicted (confidence)."""
+    """A gallery of wrong predictions from `evaluate.mistakes`: true -> predicted, confidence, the
+    file and the original cell it shows (a report's `cells_missed` names cells the same way)."""
     from PIL import Image
 
     rows = max(1, -(-len(errors) // columns))
@@ -211,7 +212,7 @@ def mistakes(errors, columns: int = 4):
         with Image.open(record.path) as im:
             ax.imshow(im.convert("RGB"))
         ax.set_title(f"{record.class_name.title()} -> {CLASS_NAMES[predicted].title()}\n"
-                     f"{confidence:.0%}  {record.path.name}", fontsize=7, color="darkred")
+                     f"{confidence:.0%}  {record.path.name}  {record.original}", fontsize=7, color="darkred")
     fig.tight_layout()
     return fig
 

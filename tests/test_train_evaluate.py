@@ -64,6 +64,11 @@ def test_mistakes_are_sorted_by_confidence(synthetic_root):
     out = evaluate.mistakes(probs, recs)
     assert [m[2] for m in out] == sorted((probs[i].max() for i in range(3) if probs[i].argmax() != labels[i]),
                                          reverse=True)
+    from hematolib import plots
+
+    titles = [ax.get_title() for ax in plots.mistakes(out).axes if ax.get_title()]
+    assert out and len(titles) == len(out)  # each names its file and the cell it shows, as cells_missed does
+    assert all(rec.path.name in t and rec.original in t for t, (rec, _, _) in zip(titles, out))
 
 
 # --- training ----------------------------------------------------------------------------------
