@@ -130,6 +130,26 @@ def mistakes(probs: np.ndarray, records: Sequence[ImageRecord], limit: int = 16
     return [(records[i], int(pred[i]), float(probs[i, pred[i]])) for i in wrong[:limit]]
 
 
+def missed_cells(probs: np.ndarray, records: Sequence[ImageRecord], class_names: Sequence[str] = CLASS_NAMES
+                 ) -> list[dict]:
+    """The cells a model misses (at most half their images right, as in a report's `cells_missed`),
+    those with most images first: each as {"cell", "true", "images", "right", "called"}, where
+    "called" is the class it gave most of the cell's wrongly classified images. On an augmented
+    dataset a cell with many images weighs as much in image accuracy as several small ones."""
+    pred = probs.argmax(axis=1)
+    labels, groups = labels_of(records), groups_of(records)
+    out = []
+    for cell in np.unique(groups):
+        mine = groups == cell
+        wrong = mine & (pred != labels)
+        right = int(mine.sum() - wrong.sum())
+        if right <= mine.sum() / 2:
+            out.append({"cell": str(cell), "true": class_names[int(np.bincount(labels[mine]).argmax())],
+                        "images": int(mine.sum()), "right": right,
+                        "called": class_names[int(np.bincount(pred[wrong], minlength=len(class_names)).argmax())]})
+    return sorted(out, key=lambda m: -m["images"])
+
+
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of the true class (natural log, probabilities clipped at 1e-7).
 

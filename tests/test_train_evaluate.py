@@ -71,6 +71,20 @@ def test_mistakes_are_sorted_by_confidence(synthetic_root):
     assert all(rec.path.name in t and rec.original in t for t, (rec, _, _) in zip(titles, out))
 
 
+def test_missed_cells_are_named_with_their_size_and_what_they_were_called(synthetic_root):
+    from dataclasses import replace as with_
+
+    recs = load_dataset(synthetic_root).test[:7]
+    recs = ([with_(r, original="big", label=2) for r in recs[:4]] + [with_(r, original="half", label=0) for r in recs[4:6]]
+            + [with_(recs[6], original="fine", label=1)])
+    pred = [3, 3, 3, 2, 0, 1, 1]  # big: 1 of 4 right; half: 1 of 2 (not most); fine: right
+    out = evaluate.missed_cells(np.eye(4)[pred], recs)
+    assert out == [{"cell": "big", "true": "MONOCYTE", "images": 4, "right": 1, "called": "NEUTROPHIL"},
+                   {"cell": "half", "true": "EOSINOPHIL", "images": 2, "right": 1, "called": "LYMPHOCYTE"}]
+    report = evaluate.evaluate(np.eye(4)[pred], np.array([r.label for r in recs]), np.array([r.original for r in recs]))
+    assert sorted(report.cells_missed) == sorted(m["cell"] for m in out)  # one definition of a missed cell
+
+
 # --- training ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
