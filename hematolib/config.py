@@ -48,7 +48,8 @@ class Config:
     warmup_epochs: float = 1.0
     # Fine-tuning only: blend each training image with another of its batch, and their targets in
     # the same proportion (mixup), the share drawn per image from Beta(mixup, mixup); 0: off. A
-    # regulariser against learning the training cells by heart.
+    # regulariser against learning the training cells by heart; 0.2 validated far lower than none
+    # on held-out cells (82.7% against 91.1%, README "The default recipe"), so it stays off.
     mixup: float = 0.0
     patience: int = 5  # "plateau" schedule: epochs without improvement in validation loss before it stops
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)

@@ -94,7 +94,7 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: s
     lo, hi = bootstrap_accuracy(correct, groups, n_boot=n_boot, seed=seed)
     cells = np.unique(groups)
     per_cell = [correct[groups == g].mean() > 0.5 for g in cells]
-    return Report(split=split, n_images=int(len(labels)), n_originals=int(len(np.unique(groups))),
+    return Report(split=split, n_images=int(len(labels)), n_originals=len(cells),
                   accuracy=float(correct.mean()), ci_low=lo, ci_high=hi, per_class=per_class,
                   confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
                   per_original_accuracy=float(np.mean(per_cell)), log_loss=log_loss(probs, labels),
