@@ -229,7 +229,7 @@ def markdown(results: dict) -> str:
         return " / ".join(f"{t['recall'][c]:.0%}" for c in CLASS_NAMES) if "recall" in t else "-"
 
     def cells(t):
-        return f"{round(t['cells_right'] * t['n_originals'])} of {t['n_originals']}" if "cells_right" in t else "-"
+        return f"{t['n_originals'] - len(t['cells_missed'])} of {t['n_originals']}" if "cells_missed" in t else "-"
 
     def calibration(t):
         return f"{t['log_loss']:.2f} / {pct(t['ece'])}" if "log_loss" in t else "-"

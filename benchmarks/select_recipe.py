@@ -232,10 +232,10 @@ def ensemble(names: list[str]) -> dict:
 def shared_mistakes(members: list[np.ndarray], labels: np.ndarray, groups: np.ndarray) -> dict:
     """Where ensemble members (their class probabilities per image) go wrong together: how many
     images each gets wrong, how many of the first member's mistakes each shares, and the cells
-    (original photographs) every member misses (at most half their images right, as in
-    hl.evaluate's cells_missed). Averaging cannot fix mistakes all members make."""
+    (original photographs) every member misses (`hl.evaluate.cells_missed`). Averaging cannot fix
+    mistakes all members make."""
     wrong = [p.argmax(1) != labels for p in members]
-    missed = [hl.evaluate.evaluate(p, labels, groups, n_boot=1).cells_missed for p in members]
+    missed = [hl.evaluate.cells_missed(~w, groups) for w in wrong]
     return {"wrong": [int(w.sum()) for w in wrong], "shared_with_first": [int((w & wrong[0]).sum()) for w in wrong],
             "cells_missed": [len(m) for m in missed], "cells": len(set(groups.tolist())),
             "cells_all_missed": [c for c in missed[0] if all(c in m for m in missed)]}

@@ -92,14 +92,12 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: s
                      "f1": float(f1[i]), "support": int(support[i])}
                  for i, c in enumerate(class_names)}
     lo, hi = bootstrap_accuracy(correct, groups, n_boot=n_boot, seed=seed)
-    cells = np.unique(groups)
-    per_cell = [correct[groups == g].mean() > 0.5 for g in cells]
+    cells, missed = np.unique(groups), cells_missed(correct, groups)
     return Report(split=split, n_images=int(len(labels)), n_originals=len(cells),
                   accuracy=float(correct.mean()), ci_low=lo, ci_high=hi, per_class=per_class,
                   confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
-                  per_original_accuracy=float(np.mean(per_cell)), log_loss=log_loss(probs, labels),
-                  ece=calibration(probs, labels)["ece"], cells=cells_id(groups),
-                  cells_missed=[str(g) for g, right in zip(cells, per_cell) if not right])
+                  per_original_accuracy=1.0 - len(missed) / len(cells), log_loss=log_loss(probs, labels),
+                  ece=calibration(probs, labels)["ece"], cells=cells_id(groups), cells_missed=missed)
 
 
 def cells_id(groups) -> str:
@@ -130,23 +128,27 @@ def mistakes(probs: np.ndarray, records: Sequence[ImageRecord], limit: int = 16
     return [(records[i], int(pred[i]), float(probs[i, pred[i]])) for i in wrong[:limit]]
 
 
+def cells_missed(correct: np.ndarray, groups: np.ndarray) -> list[str]:
+    """The cells (original photographs, `groups`) a model misses: at most half of their images
+    `correct`. The images of one cell stand or fall together."""
+    return [str(g) for g in np.unique(groups) if correct[groups == g].mean() <= 0.5]
+
+
 def missed_cells(probs: np.ndarray, records: Sequence[ImageRecord], class_names: Sequence[str] = CLASS_NAMES
                  ) -> list[dict]:
-    """The cells a model misses (at most half their images right, as in a report's `cells_missed`),
-    those with most images first: each as {"cell", "true", "images", "right", "called"}, where
-    "called" is the class it gave most of the cell's wrongly classified images. On an augmented
-    dataset a cell with many images weighs as much in image accuracy as several small ones."""
+    """The cells a model misses (`cells_missed`), those with most images first: each as {"cell",
+    "true", "images", "right", "called"}, where "called" is the class it gave most of the cell's
+    wrongly classified images. On an augmented dataset a cell with many images weighs as much in
+    image accuracy as several small ones."""
     pred = probs.argmax(axis=1)
     labels, groups = labels_of(records), groups_of(records)
     out = []
-    for cell in np.unique(groups):
+    for cell in cells_missed(pred == labels, groups):
         mine = groups == cell
         wrong = mine & (pred != labels)
-        right = int(mine.sum() - wrong.sum())
-        if right <= mine.sum() / 2:
-            out.append({"cell": str(cell), "true": class_names[int(np.bincount(labels[mine]).argmax())],
-                        "images": int(mine.sum()), "right": right,
-                        "called": class_names[int(np.bincount(pred[wrong], minlength=len(class_names)).argmax())]})
+        out.append({"cell": cell, "true": class_names[int(np.bincount(labels[mine]).argmax())],
+                    "images": int(mine.sum()), "right": int(mine.sum() - wrong.sum()),
+                    "called": class_names[int(np.bincount(pred[wrong], minlength=len(class_names)).argmax())]})
     return sorted(out, key=lambda m: -m["images"])
 
 
