@@ -93,6 +93,8 @@ def cmd_predict(args) -> int:
             probs = "  ".join(f"{c[:3]} {v:.2f}" for c, v in p.probabilities.items())
             flag = "  (uncertain)" if p.uncertain else ""
             print(f"{path}: {p.class_name} {p.confidence:.1%}{flag}   [{probs}]")
+            for note in p.notes:
+                print(f"  note: {note}")
     if args.json:
         print(json.dumps(rows, indent=2))
     return 1 if failed else 0

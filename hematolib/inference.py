@@ -76,15 +76,22 @@ class Predictor:
 
     def predict_array(self, rgb: np.ndarray, name: str = "image",
                       notes: list[str] | None = None) -> Prediction:
-        """Classify one decoded RGB uint8 image (H, W, 3)."""
+        """Classify one decoded RGB uint8 image (H, W, 3). The prediction notes when the image holds
+        too little nucleus stain for a white cell (`locate.little_stain`)."""
+        from .locate import little_stain, stained_area
+
         start = time.perf_counter()
         probs = self.probabilities(rgb)
         seconds = time.perf_counter() - start
         best = int(probs.argmax())
+        notes = list(notes or [])
+        if little_stain(rgb):
+            notes.append(f"{Path(name).name}: hardly any purple nucleus stain ({stained_area(rgb)} pixels in "
+                         f"{rgb.shape[1]}x{rgb.shape[0]}), so the white cell is probably cut off, missing or "
+                         "too small to see, and the label is a guess.")
         return Prediction(name=name, class_name=self.class_names[best], confidence=float(probs[best]),
                           probabilities={c: float(p) for c, p in zip(self.class_names, probs)},
-                          seconds=seconds, notes=list(notes or []),
-                          uncertain_below=self.uncertain_below)
+                          seconds=seconds, notes=notes, uncertain_below=self.uncertain_below)
 
     def predict_bytes(self, data: bytes, name: str = "image") -> Prediction:
         """Decode and classify untrusted bytes; raises images.ImageDecodeError for bad input."""

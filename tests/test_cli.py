@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from hematolib.config import CLASS_NAMES
 
@@ -82,6 +83,12 @@ def test_train_on_real_data_then_predict_and_evaluate(real_root, weights_dir, tm
         assert row["class"] in CLASS_NAMES
         assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert "not an image file" in rows[4]["error"]
+    empty = tmp_path / "no-white-cell.png"
+    Image.new("RGB", (320, 240), (222, 150, 162)).save(empty)  # pink red-cell colour, no nucleus stain
+    printed = run("predict", empty, "--model", model, env=env).stdout.splitlines()
+    assert printed[0].startswith(f"{empty}: ") and len(printed) == 2
+    assert printed[1] == f"  note: {empty.name}: hardly any purple nucleus stain (0 pixels in 320x240), so the " \
+        "white cell is probably cut off, missing or too small to see, and the label is a guess."
     report = json.loads(run("evaluate", "--model", model, "--per-class", 10, "--json", env=env).stdout)
     # TEST_SIMPLE: 71 images of 68 cells (two photographs twice over, one pair of them one scene)
     assert report["TEST"]["n_images"] == 40 and report["TEST_SIMPLE"]["n_originals"] == 68

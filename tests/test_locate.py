@@ -7,7 +7,7 @@ import pytest
 
 from hematolib import model as mdl
 from hematolib.data import load_dataset
-from hematolib.locate import crop_cell, locate_cell
+from hematolib.locate import crop_cell, little_stain, locate_cell, stain_map, stained_area
 
 from tests.helpers import NUCLEUS, smear_with_nucleus
 
@@ -44,6 +44,16 @@ def test_a_tight_photo_of_one_cell_is_not_cut():
 def test_an_image_without_stain_falls_back_to_the_centre():
     y, x, side = (int(v) for v in locate_cell(np.full((100, 160, 3), 200, np.uint8)))
     assert (y, x, side) == (50, 80, 100)
+
+
+def test_little_stain_means_the_white_cell_is_cut_off_or_missing():
+    whole = smear_with_nucleus(120, 160, radius=30)  # about 2,800 stained pixels: a real nucleus's size
+    assert stained_area(whole) == int((np.asarray(stain_map(whole)) > 0).sum()) > 2500
+    assert not little_stain(whole)
+    assert little_stain(smear_with_nucleus(0, 0, radius=30))  # a quarter of it left in the frame
+    assert little_stain(np.full((240, 320, 3), 200, np.uint8))  # no stain at all
+    # the limit scales with the image: the same nucleus fills a small photo's box
+    assert not little_stain(smear_with_nucleus(40, 40, radius=12, size=(80, 80)))
 
 
 def test_synthetic_white_cells_are_found(synthetic_root):

@@ -122,6 +122,16 @@ def test_odd_image_modes_are_converted_with_a_note(app, name, data, note):
     assert page.count("hv-result") == 1 and note in page
 
 
+def test_an_image_without_a_white_cell_gets_a_note_and_a_whole_cell_does_not(app):
+    from tests.helpers import smear_with_nucleus
+
+    empty = upload_v8(app, ("red-cells-only.png", encode(Image.new("RGB", (320, 240), (222, 150, 162)))))
+    assert empty.count("hv-result") == 1  # still classified, with the warning beside the label
+    assert "red-cells-only.png: hardly any purple nucleus stain (0 pixels in 320x240)" in empty
+    whole = upload_v8(app, ("cell.png", encode(Image.fromarray(smear_with_nucleus(120, 160, radius=30)))))
+    assert whole.count("hv-result") == 1 and "nucleus stain" not in whole
+
+
 def test_sample_picker_classifies_without_upload(app):
     app.picker.value = 2
     assert app.results.value.count("hv-result") == 1
