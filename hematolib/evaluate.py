@@ -137,9 +137,14 @@ def cells_missed(correct: np.ndarray, groups: np.ndarray) -> list[str]:
 def missed_cells(probs: np.ndarray, records: Sequence[ImageRecord], class_names: Sequence[str] = CLASS_NAMES
                  ) -> list[dict]:
     """The cells a model misses (`cells_missed`), those with most images first: each as {"cell",
-    "true", "images", "right", "called"}, where "called" is the class it gave most of the cell's
-    wrongly classified images. On an augmented dataset a cell with many images weighs as much in
-    image accuracy as several small ones."""
+    "true", "images", "right", "called", "little_stain"}, where "called" is the class it gave most
+    of the cell's wrongly classified images and "little_stain" counts the cell's images that hold
+    too little nucleus stain for a whole white cell (`locate.little_stain`: cut off by the frame).
+    On an augmented dataset a cell with many images weighs as much in image accuracy as several
+    small ones."""
+    from .images import read_image
+    from .locate import little_stain
+
     pred = probs.argmax(axis=1)
     labels, groups = labels_of(records), groups_of(records)
     out = []
@@ -148,7 +153,8 @@ def missed_cells(probs: np.ndarray, records: Sequence[ImageRecord], class_names:
         wrong = mine & (pred != labels)
         out.append({"cell": cell, "true": class_names[int(np.bincount(labels[mine]).argmax())],
                     "images": int(mine.sum()), "right": int(mine.sum() - wrong.sum()),
-                    "called": class_names[int(np.bincount(pred[wrong], minlength=len(class_names)).argmax())]})
+                    "called": class_names[int(np.bincount(pred[wrong], minlength=len(class_names)).argmax())],
+                    "little_stain": sum(little_stain(read_image(records[i].path)[0]) for i in np.flatnonzero(mine))})
     return sorted(out, key=lambda m: -m["images"])
 
 

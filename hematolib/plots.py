@@ -255,24 +255,55 @@ def confidence_histogram(probs: np.ndarray, labels: np.ndarray, title: str = "Co
     return fig
 
 
-def cell_crops(records: Sequence[ImageRecord], size: int = 128):
-    """Each image with the box the locator found, above the crop the network sees."""
+def _boxed_and_crop(path, size: int):
+    """An image with the locator's box drawn on it, and the crop resized to (size, size): two PIL images."""
     from PIL import Image, ImageDraw
 
     from .locate import crop_cell, locate_cell
 
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    y, x, side = (int(v) for v in locate_cell(rgb))
+    boxed = Image.fromarray(rgb)
+    ImageDraw.Draw(boxed).rectangle([x - side // 2, y - side // 2, x + side // 2, y + side // 2],
+                                    outline=(0, 200, 0), width=3)
+    return boxed, Image.fromarray(np.asarray(crop_cell(rgb))).resize((size, size))
+
+
+def cell_crops(records: Sequence[ImageRecord], size: int = 128):
+    """Each image with the box the locator found, above the crop the network sees."""
     fig, axes = _figure(2.4 * len(records), 4.4, ncols=len(records), nrows=2)
     for col, record in enumerate(records):
-        with Image.open(record.path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        y, x, side = (int(v) for v in locate_cell(rgb))
-        boxed = Image.fromarray(rgb)
-        ImageDraw.Draw(boxed).rectangle([x - side // 2, y - side // 2, x + side // 2, y + side // 2],
-                                        outline=(0, 200, 0), width=3)
-        crop = Image.fromarray(np.asarray(crop_cell(rgb))).resize((size, size))
-        for row, shown in enumerate((boxed, crop)):
+        for row, shown in enumerate(_boxed_and_crop(record.path, size)):
             axes[row, col].imshow(shown)
             axes[row, col].axis("off")
         axes[0, col].set_title(record.class_name.title(), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def missed_cells(missed: Sequence[Mapping], records: Sequence[ImageRecord], per_cell: int = 3, limit: int = 8,
+                 size: int = 128):
+    """A row per missed cell (`evaluate.missed_cells`, at most `limit`): `per_cell` of its images,
+    spread over its copies, each with the locator's box beside the crop the network saw. Images
+    with too little nucleus stain for a whole cell (`locate.little_stain`) say so in red."""
+    from .images import read_image
+    from .locate import little_stain
+
+    shown = list(missed)[:limit]
+    fig, axes = _figure(2.1 * 2 * per_cell, 2.2 * max(1, len(shown)), ncols=2 * per_cell, nrows=max(1, len(shown)))
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, cell in enumerate(shown):
+        mine = sorted((r for r in records if r.original == cell["cell"]), key=lambda r: r.path.name)
+        picks = [mine[i] for i in sorted(set(np.linspace(0, len(mine) - 1, per_cell).round().astype(int)))]
+        for k, record in enumerate(picks):
+            for j, image in enumerate(_boxed_and_crop(record.path, size)):
+                axes[row, 2 * k + j].imshow(image)
+            cut = little_stain(read_image(record.path)[0])
+            axes[row, 2 * k].set_title(f"{record.path.name}" + ("\nlittle stain: cut off?" if cut else ""),
+                                       fontsize=7, color="darkred" if cut else "black")
+        axes[row, 1].set_title(f"{cell['cell']}\n{cell['true'].title()} -> {cell['called'].title()}, "
+                               f"{cell['right']}/{cell['images']} right", fontsize=7, color="darkred")
     fig.tight_layout()
     return fig

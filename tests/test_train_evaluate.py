@@ -70,16 +70,33 @@ def test_mistakes_are_sorted_by_confidence(synthetic_root):
     assert all(rec.path.name in t and rec.original in t for t, (rec, _, _) in zip(titles, out))
 
 
-def test_missed_cells_are_named_with_their_size_and_what_they_were_called(synthetic_root):
+def test_missed_cells_are_named_with_their_size_and_what_they_were_called(synthetic_root, tmp_path):
     from dataclasses import replace as with_
 
-    recs = load_dataset(synthetic_root).test[:7]
+    from PIL import Image
+
+    from tests.helpers import smear_with_nucleus
+
+    whole, cut_off = tmp_path / "whole.png", tmp_path / "cut-off.png"
+    Image.fromarray(smear_with_nucleus(120, 160, radius=30)).save(whole)
+    Image.fromarray(smear_with_nucleus(0, 0, radius=30)).save(cut_off)  # a quarter of the nucleus in frame
+    recs = [with_(r, path=whole) for r in load_dataset(synthetic_root).test[:7]]
     recs = ([with_(r, original="big", label=2) for r in recs[:4]] + [with_(r, original="half", label=0) for r in recs[4:6]]
             + [with_(recs[6], original="fine", label=1)])
+    recs[1] = with_(recs[1], path=cut_off)
     pred = [3, 3, 3, 2, 0, 1, 1]  # big: 1 of 4 right; half: 1 of 2 (not most); fine: right
     out = evaluate.missed_cells(np.eye(4)[pred], recs)
-    assert out == [{"cell": "big", "true": "MONOCYTE", "images": 4, "right": 1, "called": "NEUTROPHIL"},
-                   {"cell": "half", "true": "EOSINOPHIL", "images": 2, "right": 1, "called": "LYMPHOCYTE"}]
+    assert out == [{"cell": "big", "true": "MONOCYTE", "images": 4, "right": 1, "called": "NEUTROPHIL", "little_stain": 1},
+                   {"cell": "half", "true": "EOSINOPHIL", "images": 2, "right": 1, "called": "LYMPHOCYTE",
+                    "little_stain": 0}]
+    from hematolib import plots
+
+    fig = plots.missed_cells(out, recs, per_cell=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 2 * 4  # a row per missed cell: two images, each beside its crop
+    assert "big\nMonocyte -> Neutrophil, 1/4 right" in titles and "half\nEosinophil -> Lymphocyte, 1/2 right" in titles
+    assert titles.count("cut-off.png\nlittle stain: cut off?") == 1  # big shows its first and last image by name
+    assert titles.count("whole.png") == 3
     report = evaluate.evaluate(np.eye(4)[pred], np.array([r.label for r in recs]), np.array([r.original for r in recs]))
     assert sorted(report.cells_missed) == sorted(m["cell"] for m in out)  # one definition of a missed cell
 
