@@ -33,8 +33,8 @@ def stained_area(image) -> int:
     """Pixels of nucleus stain (as `stain_map` counts them) in an RGB image (H, W, 3): numpy, no graph."""
     import numpy as np
 
-    x = np.asarray(image, dtype=np.float32)
-    return int((x[..., 2] - x[..., 1] > STAIN_THRESHOLD).sum())
+    x = np.asarray(image)
+    return int((x[..., 2].astype(np.int16) - x[..., 1] > STAIN_THRESHOLD).sum())
 
 
 def little_stain(image) -> bool:

@@ -255,14 +255,13 @@ def confidence_histogram(probs: np.ndarray, labels: np.ndarray, title: str = "Co
     return fig
 
 
-def _boxed_and_crop(path, size: int):
-    """An image with the locator's box drawn on it, and the crop resized to (size, size): two PIL images."""
+def _boxed_and_crop(rgb: np.ndarray, size: int):
+    """An RGB image (H, W, 3) with the locator's box drawn on it, and the crop resized to (size, size):
+    two PIL images."""
     from PIL import Image, ImageDraw
 
     from .locate import crop_cell, locate_cell
 
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
     y, x, side = (int(v) for v in locate_cell(rgb))
     boxed = Image.fromarray(rgb)
     ImageDraw.Draw(boxed).rectangle([x - side // 2, y - side // 2, x + side // 2, y + side // 2],
@@ -272,9 +271,11 @@ def _boxed_and_crop(path, size: int):
 
 def cell_crops(records: Sequence[ImageRecord], size: int = 128):
     """Each image with the box the locator found, above the crop the network sees."""
+    from .images import read_image
+
     fig, axes = _figure(2.4 * len(records), 4.4, ncols=len(records), nrows=2)
     for col, record in enumerate(records):
-        for row, shown in enumerate(_boxed_and_crop(record.path, size)):
+        for row, shown in enumerate(_boxed_and_crop(read_image(record.path)[0], size)):
             axes[row, col].imshow(shown)
             axes[row, col].axis("off")
         axes[0, col].set_title(record.class_name.title(), fontsize=8)
@@ -298,9 +299,10 @@ def missed_cells(missed: Sequence[Mapping], records: Sequence[ImageRecord], per_
         mine = sorted((r for r in records if r.original == cell["cell"]), key=lambda r: r.path.name)
         picks = [mine[i] for i in sorted(set(np.linspace(0, len(mine) - 1, per_cell).round().astype(int)))]
         for k, record in enumerate(picks):
-            for j, image in enumerate(_boxed_and_crop(record.path, size)):
+            rgb = read_image(record.path)[0]
+            for j, image in enumerate(_boxed_and_crop(rgb, size)):
                 axes[row, 2 * k + j].imshow(image)
-            cut = little_stain(read_image(record.path)[0])
+            cut = little_stain(rgb)
             axes[row, 2 * k].set_title(f"{record.path.name}" + ("\nlittle stain: cut off?" if cut else ""),
                                        fontsize=7, color="darkred" if cut else "black")
         axes[row, 1].set_title(f"{cell['cell']}\n{cell['true'].title()} -> {cell['called'].title()}, "
