@@ -1,7 +1,8 @@
 """End to end: the Voila app in Debian's chromium, driven by Playwright (no browser download).
 
 Uploads a real TEST image and checks the class shown on the page, uploads a non-image and checks
-the error, and saves screenshots to build/test-output/browser/.
+the error, uploads an image without a white cell and checks the warning, and saves screenshots to
+build/test-output/browser/.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from hematolib.config import CLASS_NAMES, Config
 
@@ -96,6 +98,8 @@ def test_upload_in_a_real_browser_shows_the_prediction_and_survives_a_bad_file(c
     _, record = trained
     junk = tmp_path / "holiday.jpg"
     junk.write_text("this is not an image")
+    empty = tmp_path / "red-cells-only.png"
+    Image.new("RGB", (320, 240), (222, 150, 162)).save(empty)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -126,6 +130,11 @@ def test_upload_in_a_real_browser_shows_the_prediction_and_survives_a_bad_file(c
 
             upload(record.path)  # still usable after the bad file
             page.locator(".hv-result").first.wait_for(timeout=60_000)
+
+            upload(empty)  # an image, but no white cell in it: classified, with a warning
+            warned = page.locator(".hv-result", has_text="red-cells-only.png: hardly any purple nucleus stain")
+            warned.wait_for(timeout=60_000)
+            assert "the label is a guess" in warned.inner_text()
         finally:
             browser.close()
     assert (SHOTS / "prediction.png").stat().st_size > 10_000
