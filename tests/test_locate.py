@@ -98,6 +98,26 @@ def test_the_cell_is_found_in_real_test_simple_images(real_dataset):
     assert np.mean(np.array(shares) > 0.6) >= 0.9, sorted(shares)[:10]
 
 
+@pytest.mark.real_data
+def test_real_images_with_little_stain_are_cells_cut_off_by_the_frame(real_dataset):
+    """The figures `little_stain`'s docstring and the README quote: no TEST_SIMPLE photograph is
+    flagged, and the TEST images that are belong to a few cells near the frame's edge."""
+    from collections import Counter
+
+    from hematolib.images import read_image
+
+    def flagged(records):
+        return [r for r in records if little_stain(read_image(r.path)[0])]
+
+    assert flagged(real_dataset.test_simple) == []
+    test = flagged(real_dataset.test)
+    assert len(test) == 28 and {r.class_name for r in test} == {"EOSINOPHIL", "NEUTROPHIL"}
+    assert Counter(r.original for r in test).most_common(3) == [
+        ("BloodImage_00093", 16), ("BloodImage_00026", 6), ("BloodImage_00068", 5)]
+    train = flagged(real_dataset.train)
+    assert len(train) == 25 and "LYMPHOCYTE" not in {r.class_name for r in train}  # the smallest nuclei pass
+
+
 def test_grad_cam_of_a_cropping_model_explains_the_crop():
     from hematolib.explain import grad_cam, overlay
 
