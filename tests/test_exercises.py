@@ -48,6 +48,15 @@ def test_at_least_six_topics_with_two_to_four_checked_tasks_each():
         assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code"), f"{path.name}: strip outputs"
 
 
+def test_the_exercises_readme_counts_each_exercises_tasks():
+    rows = {line.split("|")[1].strip(" `"): int(line.split("|")[3])
+            for line in (ROOT / "exercises" / "README.md").read_text().splitlines() if line.startswith("| `ex")}
+    assert rows.keys() == {p.stem for p in SOLUTIONS}
+    for path in SOLUTIONS:
+        tasks = sum("### BEGIN SOLUTION" in c.source for c in nbformat.read(path, as_version=4).cells)
+        assert rows[path.stem] == tasks, f"exercises/README.md says {path.stem} has {rows[path.stem]} tasks; it has {tasks}"
+
+
 def run(path: Path, tmp_path: Path, allow_errors: bool):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
