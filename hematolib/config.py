@@ -51,6 +51,12 @@ class Config:
     # regulariser against learning the training cells by heart; 0.2 validated far lower than none
     # on held-out cells (82.7% against 91.1%, README "The default recipe"), so it stays off.
     mixup: float = 0.0
+    # Fine-tuning only: every step also pulls each trained weight back towards its value when
+    # fine-tuning began (the ImageNet base and the trained head), by anchor_pull x the learning
+    # rate of its distance (L2-SP, decoupled from the gradient as AdamW decouples weight decay);
+    # 0: off. At 10 and the peak rate 1e-4 that is 0.1% of the distance a step, the pull of
+    # L2-SP's paper (0.1 at an SGD rate of 0.01).
+    anchor_pull: float = 0.0
     patience: int = 5  # "plateau" schedule: epochs without improvement in validation loss before it stops
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
 
@@ -63,6 +69,8 @@ class Config:
             raise ValueError(f"warmup_epochs must be at least 0, got {self.warmup_epochs}.")
         if self.mixup < 0:
             raise ValueError(f"mixup must be at least 0 (0: off), got {self.mixup}.")
+        if self.anchor_pull < 0:
+            raise ValueError(f"anchor_pull must be at least 0 (0: off), got {self.anchor_pull}.")
         if self.val_fraction == 0 and self.schedule != "cosine":
             raise ValueError("val_fraction=0 (no validation cells, as in a refit) needs schedule='cosine': the "
                              "'plateau' schedule picks its epoch on validation cells. Use schedule='cosine', or "

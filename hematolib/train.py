@@ -335,7 +335,8 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
                          "to fine-tune on all of TRAIN.")
     rate = config.fine_tune_learning_rate if plateau else fine_tune_schedule(config, len(train))
     trained = network if augment is None else _behind(augment, network)
-    trained.compile(optimizer=keras.optimizers.Adam(rate),
+    optimizer = anchored_adam(rate, config.anchor_pull) if config.anchor_pull else keras.optimizers.Adam(rate)
+    trained.compile(optimizer=optimizer,
                     loss=_loss(config.label_smoothing, one_hot), metrics=["accuracy"])
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
@@ -370,6 +371,36 @@ def fine_tune_schedule(config: Config, n_train: int):
     return keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else peak, decay_steps=steps - warmup, alpha=0.0,
         warmup_target=peak if warmup else None, warmup_steps=warmup)
+
+
+def anchored_adam(rate, pull: float):
+    """Adam with a pull towards where training began: before each step, every trained weight w
+    moves `pull` x learning rate of the way back to its value when the optimizer was built
+    (w -= pull * rate * (w - w_start)). L2-SP, applied apart from the gradient as AdamW applies
+    weight decay, so Adam's scaling does not cancel it. `rate`: a number or a Keras schedule."""
+    import keras
+    import tensorflow as tf
+    from keras import ops
+
+    class AnchoredAdam(keras.optimizers.Adam):
+        def build(self, variables):
+            if self.built:
+                return
+            super().build(variables)
+            self._anchors = [self.add_variable_from_reference(v, "anchor") for v in variables]
+            # Keras may build the optimizer inside the traced training step, where an assign would
+            # run at every step and drag the anchors along: copy the weights once, eagerly.
+            with tf.init_scope():
+                for anchor, variable in zip(self._anchors, variables):
+                    anchor.assign(variable)
+
+        def _apply_weight_decay(self, variables):
+            step = ops.cast(self.learning_rate, "float32") * pull
+            for variable in variables:
+                anchor = self._anchors[self._get_variable_index(variable)]
+                variable.assign(variable - ops.cast(step, variable.dtype) * (variable - anchor))
+
+    return AnchoredAdam(rate)
 
 
 def mix_batches(ds, concentration: float, seed: int):

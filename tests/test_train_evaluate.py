@@ -406,6 +406,34 @@ def test_mixup_fine_tunes_on_blended_targets_and_validates_on_plain_labels(synth
         Config(mixup=-0.2)
 
 
+def test_the_anchored_optimizer_pulls_each_weight_back_towards_where_it_began():
+    import keras
+
+    weight = keras.Variable(np.array([1.0, -2.0], dtype=np.float32))
+    optimizer = train.anchored_adam(0.1, pull=2.0)
+    optimizer.build([weight])  # the anchor: [1, -2]
+    weight.assign(np.array([3.0, -2.0], dtype=np.float32))  # moved away by training
+    optimizer.apply([keras.ops.zeros(2)], [weight])  # no gradient: only the pull moves it
+    np.testing.assert_allclose(weight.numpy(), [3.0 - 0.1 * 2.0 * 2.0, -2.0], rtol=1e-6)
+
+
+def test_anchored_fine_tuning_stays_nearer_the_starting_weights(synthetic_split):
+    (tr, _), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+    start = model.get_weights()
+    config = replace(SMALL, fine_tune_epochs=2, warmup_epochs=0, schedule="cosine")
+
+    def moved(pull: float) -> float:
+        model.set_weights(start)
+        train.fine_tune(model, tr[:32], [], replace(config, anchor_pull=pull), verbose=0)
+        return sum(float(np.sum((w - s) ** 2)) for w, s in zip(model.get_weights(), start))
+
+    free, anchored = moved(0.0), moved(10_000.0)  # all the way back before a step at the peak rate
+    assert 0 < anchored < 0.5 * free
+    with pytest.raises(ValueError, match="anchor_pull must be at least 0 \\(0: off\\), got -1"):
+        Config(anchor_pull=-1)
+
+
 def test_a_config_that_cannot_train_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="schedule must be one of cosine, plateau"):
         Config(schedule="step")
