@@ -138,6 +138,7 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     tuned += f", label smoothing {config.label_smoothing}" if config.label_smoothing else ""
     tuned += f", mixup {config.mixup:g}" if config.mixup else ""
     tuned += f", pull towards the start (L2-SP) {config.anchor_pull:g}" if config.anchor_pull else ""
+    tuned += ", BatchNorm recalibrated on the training crops (AdaBN)" if config.recalibrate_batchnorm else ""
     cells = "every TRAIN cell" if not config.val_fraction else f"{1 - config.val_fraction:.0%} of the TRAIN cells"
     return {
         "recipe": f"kit: MobileNetV2 alpha {config.alpha}, crop around the white cell, {config.image_size} px, "
@@ -153,7 +154,8 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
 
 # Config fields added after some selection runs were recorded, with the value those runs trained
 # with (a run's config is stored whole, so a field it lacks did not exist yet).
-ADDED_LATER = {"warmup_epochs": 0.0, "mixup": 0.0, "anchor_pull": 0.0}
+ADDED_LATER = {"warmup_epochs": 0.0, "mixup": 0.0, "anchor_pull": 0.0,
+               "recalibrate_batchnorm": False}
 
 
 def held_out_run(config: Config, selection: Path = SELECTION) -> dict | None:

@@ -58,6 +58,10 @@ class Config:
     # L2-SP's paper (0.1 at an SGD rate of 0.01); it validated lower than none on held-out cells
     # (88.8% against 91.1% with flips, log loss 0.455 against 0.401), so it stays off.
     anchor_pull: float = 0.0
+    # Before the head trains, re-estimate every BatchNorm layer's mean and variance on the training
+    # crops (AdaBN, `hl.train.recalibrate_batchnorm`), so the base normalises stained smears by their
+    # own statistics rather than ImageNet's. The layers stay frozen and in inference mode.
+    recalibrate_batchnorm: bool = False
     patience: int = 5  # "plateau" schedule: epochs without improvement in validation loss before it stops
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
 

@@ -11,7 +11,7 @@ from typing import Sequence
 from .config import Config, default_model_path
 from .data import Dataset, cap_per_class, fingerprint, split_by_original
 from .evaluate import Report, evaluate_records
-from .train import History, extract_features, fine_tune, fit_head
+from .train import History, extract_features, fine_tune, fit_head, recalibrate_batchnorm
 
 QUICK = Config(per_class=60, head_epochs=10, fine_tune_epochs=0)  # about a minute on a laptop CPU
 
@@ -52,9 +52,10 @@ class Trained:
 
 def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: int = 1,
         callbacks: Sequence = ()) -> Trained:
-    """The recipe's training, and nothing else (no TEST): a new model, features extracted once,
-    the head on them, then fine-tuning with augmentation (`augment`, default hl.augment.build's)
-    if `config.fine_tune_epochs`. `val` may be empty with the fixed "cosine" schedule (a refit).
+    """The recipe's training, and nothing else (no TEST): a new model (its BatchNorm statistics
+    re-estimated on `train` if `config.recalibrate_batchnorm`), features extracted once, the head
+    on them, then fine-tuning with augmentation (`augment`, default hl.augment.build's) if
+    `config.fine_tune_epochs`. `val` may be empty with the fixed "cosine" schedule (a refit).
     callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model as mdl
     from .augment import build as build_augmenter
@@ -63,6 +64,8 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
                       seed=config.seed, crop=config.crop, flips=config.flips)
     start = time.perf_counter()
+    if config.recalibrate_batchnorm:  # on training cells only: validation stays unseen
+        recalibrate_batchnorm(model, train, seed=config.seed)
     extract_features(model, list(train) + list(val), verbose=verbose)  # once; the head reads them back
     seconds["feature extraction"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -207,6 +207,45 @@ def extract_features(model, records: Sequence[ImageRecord], batch_size: int = 64
     return _stored(feature_store_path(model), records, compute, cache)
 
 
+def recalibrate_batchnorm(model, records: Sequence[ImageRecord], max_images: int = 2048, batch_size: int = 64,
+                          seed: int = 0) -> int:
+    """Re-estimate the mean and variance of every BatchNorm layer of the base on `records` (AdaBN):
+    the frozen base then normalises smears by their own statistics instead of ImageNet's.
+
+    Up to `max_images` images (a quarter per class, spread over the cells, in a seeded shuffle)
+    go through the base in training mode, batch by batch, and each layer keeps the plain mean of
+    its batch statistics. In training mode a layer normalises with its batch's statistics, so one
+    pass is exact. Nothing else changes: gammas, betas, the convolutions, the head. Do it before
+    the head trains: its features change. Returns the number of layers recalibrated.
+    """
+    import keras
+
+    from .data import cap_per_class
+
+    base = base_of(model)
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    sample = cap_per_class(records, max(1, max_images // 4), seed)
+    sample = [sample[i] for i in np.random.default_rng(seed).permutation(len(sample))]
+    if crops(model):
+        cells = extract_crops(model, sample, verbose=0)
+        batches = (cells[i:i + batch_size] for i in range(0, len(cells), batch_size))
+    else:
+        batches = (x.numpy() for x, _ in make_pipeline(sample, input_size(model), batch_size=batch_size))
+    preprocess = model.get_layer("mobilenetv2_preprocess")
+    saved = [(layer.trainable, layer.momentum) for layer in norms]
+    try:
+        for layer in norms:
+            layer.trainable = True  # Keras updates the statistics only of a trainable layer in training mode
+        for k, batch in enumerate(batches):
+            for layer in norms:
+                layer.momentum = k / (k + 1)  # moving = the mean over batches 0..k
+            base(preprocess(np.asarray(batch, np.float32)), training=True)
+    finally:
+        for layer, (trainable, momentum) in zip(norms, saved):
+            layer.trainable, layer.momentum = trainable, momentum
+    return len(norms)
+
+
 PROGRESS_VARIABLE = "HEMATO_PROGRESS"  # "lines": Keras prints a line per epoch instead of a live bar
 
 
