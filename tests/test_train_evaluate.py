@@ -434,20 +434,23 @@ def test_anchored_fine_tuning_stays_nearer_the_starting_weights(synthetic_split)
         Config(anchor_pull=-1)
 
 
-def test_batchnorm_recalibration_gives_each_layer_the_statistics_of_the_training_crops(synthetic_split):
+@pytest.mark.parametrize("crop", [True, False])
+def test_batchnorm_recalibration_gives_each_layer_the_statistics_of_the_training_images(synthetic_split, crop):
     import keras
 
     from hematolib.data import cap_per_class
 
     (tr, _), _ = synthetic_split
-    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)  # ImageNet-like start: mean 0, variance 1
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=crop)  # as built: mean 0, variance 1
     base = mdl.base_of(model)
     first, kernel = base.get_layer("bn_Conv1"), base.get_layer("Conv1").kernel.numpy().copy()
     norms = [l for l in base.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert train.recalibrate_batchnorm(model, tr, max_images=64, batch_size=16) == len(norms) > 50
     sample = cap_per_class(tr, 16, 0)
     assert len(sample) == 64  # four whole batches: the mean of their means is the mean of all
-    cells = model.get_layer("mobilenetv2_preprocess")(train.extract_crops(model, sample, verbose=0).astype(np.float32))
+    seen = (train.extract_crops(model, sample, verbose=0) if crop else  # what the base sees
+            np.concatenate([x.numpy() for x, _ in make_pipeline(sample, (64, 64), batch_size=16)]))
+    cells = model.get_layer("mobilenetv2_preprocess")(seen.astype(np.float32))
     conv = keras.Model(base.input, base.get_layer("Conv1").output)(cells).numpy()
     np.testing.assert_allclose(first.moving_mean.numpy(), conv.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
     assert all(not np.allclose(l.moving_variance.numpy(), 1.0) for l in norms)  # every layer, not just the first
