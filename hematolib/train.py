@@ -212,7 +212,7 @@ def recalibrate_batchnorm(model, records: Sequence[ImageRecord], max_images: int
     """Re-estimate the mean and variance of every BatchNorm layer of the base on `records` (AdaBN):
     the frozen base then normalises smears by their own statistics instead of ImageNet's.
 
-    Up to `max_images` images (a quarter per class, spread over the cells, in a seeded shuffle)
+    Up to `max_images` images (max_images / 4 per class, spread over the cells, seeded shuffle)
     go through the base in training mode, batch by batch, and each layer keeps the plain mean of
     its batch statistics. In training mode a layer normalises with its batch's statistics, so one
     pass is exact. Nothing else changes: gammas, betas, the convolutions, the head. Do it before
