@@ -149,6 +149,14 @@ def test_fine_tune_changes_the_top_only_and_keeps_batchnorm_statistics(synthetic
     assert not any("bn" in n.lower() for n in changed)
 
 
+def test_features_cached_before_fine_tuning_are_not_read_back_after_it(synthetic_split):
+    (tr, va), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+    before = train.feature_store_path(model)
+    train.fine_tune(model, tr[:32], va[:16], SMALL, verbose=0)  # the top 12 layers: not the first or last weights
+    assert train.feature_store_path(model) != before
+
+
 def test_crops_are_stored_once_and_equal_what_the_model_sees(synthetic_split, monkeypatch):
     (tr, _), _ = synthetic_split
     model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
