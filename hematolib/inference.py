@@ -78,15 +78,16 @@ class Predictor:
                       notes: list[str] | None = None) -> Prediction:
         """Classify one decoded RGB uint8 image (H, W, 3). The prediction notes when the image holds
         too little nucleus stain for a white cell (`locate.little_stain`)."""
-        from .locate import little_stain, stained_area
+        from .locate import stain_floor, stained_area
 
         start = time.perf_counter()
         probs = self.probabilities(rgb)
         seconds = time.perf_counter() - start
         best = int(probs.argmax())
         notes = list(notes or [])
-        if little_stain(rgb):
-            notes.append(f"{Path(name).name}: hardly any purple nucleus stain ({stained_area(rgb)} pixels in "
+        stain = stained_area(rgb)
+        if stain < stain_floor(rgb.shape):  # locate.little_stain, counting the stain once for the note too
+            notes.append(f"{Path(name).name}: hardly any purple nucleus stain ({stain} pixels in "
                          f"{rgb.shape[1]}x{rgb.shape[0]}), so the white cell is probably cut off, missing or "
                          "too small to see, and the label is a guess.")
         return Prediction(name=name, class_name=self.class_names[best], confidence=float(probs[best]),

@@ -48,8 +48,13 @@ def little_stain(image) -> bool:
     """
     import numpy as np
 
-    short = min(np.shape(image)[:2])
-    return stained_area(image) < (MIN_BOX * short / BOX_PER_NUCLEUS) ** 2
+    return stained_area(image) < stain_floor(np.shape(image))
+
+
+def stain_floor(shape) -> float:
+    """The nucleus stain (`stained_area`, pixels) the smallest crop box is sized for, in an image of
+    `shape` (H, W, ...): (MIN_BOX x the shorter side / BOX_PER_NUCLEUS) squared. `little_stain`'s line."""
+    return (MIN_BOX * min(shape[:2]) / BOX_PER_NUCLEUS) ** 2
 
 
 def locate_cell(image):
