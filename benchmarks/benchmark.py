@@ -136,9 +136,7 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
              + (f" after a {config.warmup_epochs:g}-epoch warm-up" if config.warmup_epochs else "")
              if config.fine_tune_epochs else "")
     tuned += f", label smoothing {config.label_smoothing}" if config.label_smoothing else ""
-    tuned += f", mixup {config.mixup:g}" if config.mixup else ""
-    tuned += f", pull towards the start (L2-SP) {config.anchor_pull:g}" if config.anchor_pull else ""
-    tuned += ", BatchNorm recalibrated on the training crops (AdaBN)" if config.recalibrate_batchnorm else ""
+    tuned += regularisers(config.to_dict())
     cells = "every TRAIN cell" if not config.val_fraction else f"{1 - config.val_fraction:.0%} of the TRAIN cells"
     return {
         "recipe": f"kit: MobileNetV2 alpha {config.alpha}, crop around the white cell, {config.image_size} px, "
@@ -150,6 +148,14 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
         "latency_keras": keras_latency, "latency_tflite": lite_latency,
         "tflite_test_accuracy": float((lite_pred == hl.data.labels_of(test_records)).mean()),
     }
+
+
+def regularisers(config: dict) -> str:
+    """The optional training extras a recipe's config (`Config.to_dict`) turns on, as ", ..." text
+    for the benchmark's recipe line and the selection table; "" when none is on."""
+    return ((f", mixup {config['mixup']:g}" if config.get("mixup") else "")
+            + (f", pull towards the start (L2-SP) {config['anchor_pull']:g}" if config.get("anchor_pull") else "")
+            + (", BatchNorm recalibrated (AdaBN)" if config.get("recalibrate_batchnorm") else ""))
 
 
 # Config fields added after some selection runs were recorded, with the value those runs trained

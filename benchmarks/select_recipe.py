@@ -327,6 +327,8 @@ def latest(rows: list[dict]) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """A markdown table of the candidates (the latest run of each), honest validation first, then
     by log loss with flips."""
+    import benchmark
+
     default_seed, default_rate = Config().seed, Config().fine_tune_learning_rate
     ranked = sorted(latest(rows), key=lambda r: (grouping(r) != GROUPING, r.get("val_log_loss_tta", float("inf"))))
     lines = ["| candidate | validation cells | validation accuracy, one view | with flips | log loss, flips "
@@ -340,9 +342,7 @@ def table(rows: list[dict]) -> str:
                 + schedule + (f", label smoothing {c['label_smoothing']}" if c.get("label_smoothing") else "")
                 + (f", fine-tuning rate {c['fine_tune_learning_rate']:g}"
                    if c.get("fine_tune_learning_rate", default_rate) != default_rate else "")
-                + (f", mixup {c['mixup']:g}" if c.get("mixup") else "")
-                + (f", pull towards the start (L2-SP) {c['anchor_pull']:g}" if c.get("anchor_pull") else "")
-                + (", BatchNorm recalibrated (AdaBN)" if c.get("recalibrate_batchnorm") else "")
+                + benchmark.regularisers(c)
                 + "".join(f", {k} {v}" for k, v in extra.items())
                 + (f", {r['train_cells']} training cells" if r["name"] in TRAIN_CELLS else "")
                 + (f", seed {c['seed']} (other validation cells)" if c.get("seed", default_seed) != default_seed
