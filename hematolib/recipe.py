@@ -53,9 +53,9 @@ class Trained:
 def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: int = 1,
         callbacks: Sequence = ()) -> Trained:
     """The recipe's training, and nothing else (no TEST): a new model (its BatchNorm statistics
-    re-estimated on `train` if `config.recalibrate_batchnorm`), features extracted once, the head
-    on them, then fine-tuning with augmentation (`augment`, default hl.augment.build's) if
-    `config.fine_tune_epochs`. `val` may be empty with the fixed "cosine" schedule (a refit).
+    re-estimated on `train` if `config.recalibrate_batchnorm`, timed as a stage of its own),
+    features extracted once, the head on them, then fine-tuning with augmentation (`augment`,
+    default hl.augment.build's) if `config.fine_tune_epochs`. `val` may be empty with the fixed "cosine" schedule (a refit).
     callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model as mdl
     from .augment import build as build_augmenter
@@ -63,9 +63,11 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
     seconds: dict[str, float] = {}
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
                       seed=config.seed, crop=config.crop, flips=config.flips)
-    start = time.perf_counter()
     if config.recalibrate_batchnorm:  # on training cells only: validation stays unseen
+        start = time.perf_counter()
         recalibrate_batchnorm(model, train, seed=config.seed)
+        seconds["BatchNorm recalibration"] = time.perf_counter() - start
+    start = time.perf_counter()
     extract_features(model, list(train) + list(val), verbose=verbose)  # once; the head reads them back
     seconds["feature extraction"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -469,19 +469,17 @@ def test_batchnorm_recalibration_gives_each_layer_the_statistics_of_the_training
 def test_the_recipe_recalibrates_batchnorm_on_its_training_cells_only(synthetic_split, weights_dir, monkeypatch):
     from hematolib import recipe
 
-    class Recalibrated(Exception):
-        pass
-
-    def record(model, records, **kwargs):
-        raise Recalibrated(list(records))
-
+    calls = []
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
-    monkeypatch.setattr(recipe, "recalibrate_batchnorm", record)
-    monkeypatch.setattr(recipe, "extract_features", lambda *a, **k: pytest.fail("features before recalibrating"))
+    monkeypatch.setattr(recipe, "recalibrate_batchnorm", lambda model, records, **kw: calls.append(list(records)))
+    monkeypatch.setattr(recipe, "extract_features", lambda model, records, **kw: calls.append("features"))
+    monkeypatch.setattr(recipe, "fit_head", lambda *a, **k: "head history")
+    monkeypatch.setattr(recipe, "fine_tune", lambda *a, **k: "fine-tuning history")
     (tr, va), _ = synthetic_split
-    with pytest.raises(Recalibrated) as called:
-        recipe.fit(tr, va, replace(SMALL, recalibrate_batchnorm=True), verbose=0)
-    assert called.value.args[0] == list(tr)  # never the validation cells
+    trained = recipe.fit(tr, va, replace(SMALL, recalibrate_batchnorm=True, fine_tune_epochs=1), verbose=0)
+    assert calls == [list(tr), "features"]  # the training cells only, never validation, and before the features
+    assert list(trained.seconds) == ["BatchNorm recalibration", "feature extraction", "head", "fine-tuning"]
+    assert trained.histories == ["head history", "fine-tuning history"]
 
 
 def test_a_config_that_cannot_train_is_refused_with_the_reason():
