@@ -20,6 +20,8 @@ def build(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, tra
     as an aspect ratio), so it covers about 2% to 33% of the image.
     Active only when called with training=True.
     """
+    if not 0 <= erasing <= 1:
+        raise ValueError(f"erasing is the share of images to erase a rectangle in, 0..1; got {erasing}.")
     import keras
     from keras import layers
 
@@ -29,10 +31,8 @@ def build(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, tra
               layers.RandomTranslation(translation, translation, fill_mode="reflect", seed=seed),
               layers.RandomContrast(contrast, seed=seed),
               layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed)]
-    if hue and hasattr(layers, "RandomHue"):  # Keras 3.8+
+    if hue:
         parts.append(layers.RandomHue(hue, value_range=(0, 255), seed=seed))
-    if not 0 <= erasing <= 1:
-        raise ValueError(f"erasing is the share of images to erase a rectangle in, 0..1; got {erasing}.")
     if erasing:  # factor (p, p): each image erased with probability p (a single float would draw p from 0..p)
         parts.append(layers.RandomErasing((erasing, erasing), scale=(0.02, 0.33), value_range=(0, 255), seed=seed))
     return keras.Sequential(parts, name="augment")

@@ -55,7 +55,8 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
     """The recipe's training, and nothing else (no TEST): a new model (its BatchNorm statistics
     re-estimated on `train` if `config.recalibrate_batchnorm`, timed as a stage of its own),
     features extracted once, the head on them, then fine-tuning with augmentation (`augment`,
-    default hl.augment.build's) if `config.fine_tune_epochs`. `val` may be empty with the fixed "cosine" schedule (a refit).
+    default hl.augment.build's) if `config.fine_tune_epochs`. `val` may be empty with the fixed
+    "cosine" schedule (a refit).
     callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model as mdl
     from .augment import build as build_augmenter
