@@ -155,13 +155,14 @@ def regularisers(config: dict) -> str:
     for the benchmark's recipe line and the selection table; "" when none is on."""
     return ((f", mixup {config['mixup']:g}" if config.get("mixup") else "")
             + (f", pull towards the start (L2-SP) {config['anchor_pull']:g}" if config.get("anchor_pull") else "")
-            + (", BatchNorm recalibrated (AdaBN)" if config.get("recalibrate_batchnorm") else ""))
+            + (", BatchNorm recalibrated (AdaBN)" if config.get("recalibrate_batchnorm") else "")
+            + (", stain normalised per crop" if config.get("stain_norm") else ""))
 
 
 # Config fields added after some selection runs were recorded, with the value those runs trained
 # with (a run's config is stored whole, so a field it lacks did not exist yet).
 ADDED_LATER = {"warmup_epochs": 0.0, "mixup": 0.0, "anchor_pull": 0.0,
-               "recalibrate_batchnorm": False}
+               "recalibrate_batchnorm": False, "stain_norm": False}
 
 
 def held_out_run(config: Config, selection: Path = SELECTION) -> dict | None:

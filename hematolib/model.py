@@ -20,6 +20,7 @@ BASE_NAME = "mobilenetv2"  # name of the nested base model inside the kit's mode
 PREPROCESSING = "RGB 0..255 in; the model's first layer maps x -> x/127.5 - 1 (MobileNetV2)"
 CROP_PREPROCESSING = ("RGB 0..255 at the input size; the model crops around the stained white cell, "
                       "resizes the crop to image_size, then maps x -> x/127.5 - 1 (MobileNetV2)")
+STAIN_SCALE = 0.5  # StainNormalise's output spread: about that of x/127.5 - 1 on ImageNet photographs
 SMEAR_SIZE = (240, 320)  # (height, width) of the dataset's images: the input of cropping models
 METADATA_ENTRY = "hematovision.json"  # metadata is stored inside the .keras zip as well
 FORMAT_VERSION = 1
@@ -72,7 +73,7 @@ def resolve_weights(alpha: float, download: bool = True) -> Path:
 
 def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLASS_NAMES),
           dropout: float = 0.2, weights: str | Path | None = "imagenet", seed: int | None = 0,
-          crop: bool = False, flips: bool = False):
+          crop: bool = False, flips: bool = False, stain_norm: bool = False):
     """MobileNetV2 (frozen, BatchNorm in inference mode) + pooling + dropout + softmax head.
 
     Input: float RGB in 0..255, (batch, image_size, image_size, 3); with `crop`, whole smear
@@ -83,6 +84,9 @@ def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLA
     flips: test-time augmentation inside the model: it predicts each image (or crop) as it is,
     mirrored, upside down and both, and outputs the mean. A cell has no up or left, so the four
     views are equally valid; training (`network_of`) sees one view at a time.
+    stain_norm: instead of MobileNetV2's fixed x/127.5 - 1, standardise each image's (or crop's)
+    channels on their own mean and spread (`StainNormalise`), so a smear's brightness, contrast
+    and colour cast, which differ between stainings and microscopes, never reach the network.
     """
     import keras
     from keras import layers
@@ -100,7 +104,10 @@ def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLA
         inputs = x = keras.Input((image_size, image_size, 3), name="image")
     if flips:
         x = register_layers()["FlipStack"](name="flip_stack")(x)
-    x = layers.Rescaling(1 / 127.5, offset=-1, name="mobilenetv2_preprocess")(x)
+    if stain_norm:  # same layer name: network_of, Grad-CAM and AdaBN find the preprocessing by it
+        x = register_layers()["StainNormalise"](name="mobilenetv2_preprocess")(x)
+    else:
+        x = layers.Rescaling(1 / 127.5, offset=-1, name="mobilenetv2_preprocess")(x)
     base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=alpha,
                                           include_top=False, weights=None, name=BASE_NAME)
     if weights is not None:
@@ -120,7 +127,7 @@ _LAYERS: dict[str, type] = {}  # the kit's custom layers, defined and registered
 
 
 def register_layers() -> dict[str, type]:
-    """Define the kit's custom layers (CellCrop, FlipStack, FlipMean) and register them with
+    """Define the kit's custom layers (CellCrop, FlipStack, FlipMean, StainNormalise) and register them with
     Keras, which needs them before loading a model that uses them. Returns them by name."""
     if _LAYERS:
         return _LAYERS
@@ -150,7 +157,19 @@ def register_layers() -> dict[str, type]:
         def compute_output_shape(self, shape):
             return (None if shape[0] is None else shape[0] // 4, shape[-1])
 
-    _LAYERS.update(CellCrop=register(), FlipStack=FlipStack, FlipMean=FlipMean)
+    @keras.saving.register_keras_serializable(package="hematolib")
+    class StainNormalise(keras.layers.Layer):
+        """(batch, S, S, 3) RGB 0..255 -> each image's channels minus their own mean, over their own
+        standard deviation (at least 1, so a blank image maps to 0), times STAIN_SCALE: per-image
+        stain normalisation. A change of brightness, contrast or colour balance (any x -> a x + b
+        per channel, a > 0, short of clipping) leaves the output as it was."""
+
+        def call(self, x):
+            mean = ops.mean(x, axis=(1, 2), keepdims=True)
+            spread = ops.maximum(ops.std(x, axis=(1, 2), keepdims=True), 1.0)
+            return (x - mean) / spread * STAIN_SCALE
+
+    _LAYERS.update(CellCrop=register(), FlipStack=FlipStack, FlipMean=FlipMean, StainNormalise=StainNormalise)
     return _LAYERS
 
 
@@ -167,6 +186,11 @@ def crops(model) -> bool:
 def flips(model) -> bool:
     """True when the model averages its predictions over flipped views (`build(flips=True)`)."""
     return any(layer.name == "flip_stack" for layer in model.layers)
+
+
+def stain_normalises(model) -> bool:
+    """True when the model standardises each image's colours itself (`build(stain_norm=True)`)."""
+    return type(model.get_layer("mobilenetv2_preprocess")).__name__ == "StainNormalise"
 
 
 def network_view(model, images):
@@ -285,6 +309,9 @@ class ModelInfo:
         self.input_size = list(self.input_size or (SMEAR_SIZE if self.crop else (self.image_size,) * 2))
         if self.crop and self.preprocessing == PREPROCESSING:
             self.preprocessing = CROP_PREPROCESSING
+        if self.config.get("stain_norm") and self.preprocessing in (PREPROCESSING, CROP_PREPROCESSING):
+            self.preprocessing = self.preprocessing.replace(
+                "maps x -> x/127.5 - 1 (MobileNetV2)", "standardises each channel on its own mean and spread")
 
     @classmethod
     def from_dict(cls, d: dict, source: str) -> "ModelInfo":

@@ -63,7 +63,7 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
 
     seconds: dict[str, float] = {}
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
-                      seed=config.seed, crop=config.crop, flips=config.flips)
+                      seed=config.seed, crop=config.crop, flips=config.flips, stain_norm=config.stain_norm)
     if config.recalibrate_batchnorm:  # on training cells only: validation stays unseen
         start = time.perf_counter()
         recalibrate_batchnorm(model, train, seed=config.seed)
@@ -112,7 +112,7 @@ def compare_splits(ds: Dataset, config: Config, verbose: int = 0) -> dict[str, d
     for name, splitter in (("random split (leaky)", split_random), ("grouped by original cell", split_by_original)):
         train, val = split(ds, config, splitter)
         model = mdl.build(alpha=config.alpha, image_size=config.image_size, seed=config.seed,
-                          crop=config.crop, flips=config.flips)
+                          crop=config.crop, flips=config.flips, stain_norm=config.stain_norm)
         fit_head(model, train, val, config, verbose=verbose)
         out[name] = {"validation": evaluate_records(model, val, "VALIDATION")[0].accuracy,
                      "test": evaluate_records(model, test, "TEST")[0].accuracy}

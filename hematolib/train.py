@@ -18,7 +18,7 @@ import numpy as np
 from .config import Config, cache_dir
 from .files import atomic_path
 from .data import ImageRecord, finish_pipeline, labels_of, make_pipeline, parallel_calls
-from .model import base_of, crops, feature_extractor, head_of, input_size, network_of, unfreeze_top
+from .model import base_of, crops, feature_extractor, head_of, input_size, network_of, stain_normalises, unfreeze_top
 
 
 @dataclass
@@ -64,7 +64,8 @@ def feature_store_path(model) -> Path:
     h, w = input_size(model)
     side = int(base_of(model).input_shape[1])
     crop = "_crop" if crops(model) else ""
-    return cache_dir() / "features" / f"{_weights_digest(model)}_{h}x{w}_{side}{crop}.npz"
+    stain = "_stain" if stain_normalises(model) else ""
+    return cache_dir() / "features" / f"{_weights_digest(model)}_{h}x{w}_{side}{crop}{stain}.npz"
 
 
 def crop_store_path(model) -> Path:

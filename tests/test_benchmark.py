@@ -81,13 +81,14 @@ def test_the_selection_table_ranks_honest_runs_first_then_by_validation_log_loss
     rows.append(candidate_row("slow", 0.06, **honest))
     rows[-1]["config"].update(fine_tune_learning_rate=5e-5, mixup=0.0)
     rows.append(candidate_row("mixed", 0.07, **honest))
-    rows[-1]["config"].update(mixup=0.2, anchor_pull=10.0, recalibrate_batchnorm=True)
+    rows[-1]["config"].update(mixup=0.2, anchor_pull=10.0, recalibrate_batchnorm=True, stain_norm=True)
     lines = select_recipe.table(rows).splitlines()[2:]
     assert len(lines) == 6 and "rate" not in "".join(lines[:3] + lines[5:])
     assert "mixup" not in "".join(lines[:4] + lines[5:]) and "L2-SP" not in "".join(lines[:4] + lines[5:])
     assert lines[3].startswith("| `slow`: alpha 0.35, 128 px, whole base x 8, fine-tuning rate 5e-05 |")
     assert lines[4].startswith("| `mixed`: alpha 0.35, 128 px, whole base x 8, mixup 0.2, "
-                               "pull towards the start (L2-SP) 10, BatchNorm recalibrated (AdaBN) |")
+                               "pull towards the start (L2-SP) 10, BatchNorm recalibrated (AdaBN), "
+                               "stain normalised per crop |")
     del lines[3:5]
     assert lines[0].startswith("| `a`: alpha 0.35, 128 px, whole base x 8, zoom 0.3 | by photograph | 99.0% "
                                "| 99.5% | 0.010 |")
@@ -237,7 +238,8 @@ def test_a_refit_reports_the_held_out_run_of_the_same_recipe(benchmark, tmp_path
     other_size = refit_config(Config(image_size=Config().image_size + 32))  # no held-out run of it
     assert benchmark.held_out_run(other_size, selection) is None
     # a run recorded before a Config field existed trained with the value it had then
-    before_mixup = {k: v for k, v in held.items() if k not in ("mixup", "anchor_pull", "recalibrate_batchnorm")}
+    before_mixup = {k: v for k, v in held.items()
+                    if k not in ("mixup", "anchor_pull", "recalibrate_batchnorm", "stain_norm")}
     before_warmup = {k: v for k, v in before_mixup.items() if k != "warmup_epochs"}  # no warm-up then
     rows = [{"name": n, "config": c, "grouping": "photograph"}
             for n, c in (("no warm-up", before_warmup), ("no mixup field", before_mixup))]
@@ -246,6 +248,7 @@ def test_a_refit_reports_the_held_out_run_of_the_same_recipe(benchmark, tmp_path
     assert benchmark.held_out_run(replace(config, mixup=0.2), selection) is None
     assert benchmark.held_out_run(replace(config, anchor_pull=10.0), selection) is None
     assert benchmark.held_out_run(replace(config, recalibrate_batchnorm=True), selection) is None
+    assert benchmark.held_out_run(replace(config, stain_norm=True), selection) is None
     # the published selection holds the default recipe's held-out run: the README's validation row
     assert benchmark.held_out_run(config) is not None, "rerun select_recipe.py for the default recipe"
 

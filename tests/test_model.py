@@ -155,6 +155,33 @@ def test_flips_make_a_model_blind_to_mirroring(weights_dir, monkeypatch):
         np.testing.assert_allclose(model(np.ascontiguousarray(view)).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.real_data
+def test_stain_normalisation_makes_a_model_blind_to_brightness_contrast_and_colour_cast(weights_dir, monkeypatch):
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    x = np.random.default_rng(2).uniform(40, 200, (3, SIZE, SIZE, 3)).astype("float32")
+    # another lab's smear: darker, less contrast, a blue cast (per channel x -> a x + b, no clipping)
+    shifted = x * np.array([0.7, 0.8, 1.1], "float32") + np.array([5, -10, 20], "float32")
+    normalised = mdl.build(alpha=0.35, image_size=SIZE, stain_norm=True, seed=6)
+    plain = mdl.build(alpha=0.35, image_size=SIZE, seed=6)
+    assert mdl.stain_normalises(normalised) and not mdl.stain_normalises(plain)
+    np.testing.assert_allclose(normalised(shifted).numpy(), normalised(x).numpy(), rtol=1e-4, atol=1e-5)
+    assert np.abs(plain(shifted).numpy() - plain(x).numpy()).max() > 1e-3  # without it the shift shows
+    # each crop's channels come out centred, with MobileNetV2's usual spread; a blank crop maps to 0
+    seen = normalised.get_layer("mobilenetv2_preprocess")(x).numpy()
+    np.testing.assert_allclose(seen.mean(axis=(1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(seen.std(axis=(1, 2)), mdl.STAIN_SCALE, rtol=1e-3)
+    blank = normalised.get_layer("mobilenetv2_preprocess")(np.full((1, SIZE, SIZE, 3), 128, "float32"))
+    assert np.all(np.isfinite(blank)) and np.abs(blank.numpy()).max() == 0
+
+
+def test_stain_normalised_features_are_cached_apart_from_plain_ones():
+    from hematolib.train import feature_store_path
+
+    plain = mdl.build(alpha=0.35, image_size=SIZE, weights=None, seed=1)
+    normalised = mdl.build(alpha=0.35, image_size=SIZE, weights=None, seed=1, stain_norm=True)
+    assert feature_store_path(plain) != feature_store_path(normalised)  # same weights, other inputs
+
+
 # --- save and load -----------------------------------------------------------------------------
 
 @pytest.mark.real_data
@@ -163,6 +190,17 @@ def test_a_model_with_flips_loads_back_with_them(weights_dir, monkeypatch, tmp_p
     model = mdl.build(alpha=0.35, image_size=SIZE, flips=True, seed=5)
     loaded, _ = mdl.load(mdl.save(model, tmp_path / "f.keras", info_for(model)))
     assert mdl.flips(loaded)
+    np.testing.assert_allclose(loaded(batch()).numpy(), model(batch()).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.real_data
+def test_a_stain_normalised_model_loads_back_normalising(weights_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    model = mdl.build(alpha=0.35, image_size=SIZE, stain_norm=True, seed=5)
+    info = info_for(model, config={"stain_norm": True})
+    assert "standardises each channel" in info.preprocessing and "127.5" not in info.preprocessing
+    loaded, loaded_info = mdl.load(mdl.save(model, tmp_path / "s.keras", info))
+    assert mdl.stain_normalises(loaded) and loaded_info.preprocessing == info.preprocessing
     np.testing.assert_allclose(loaded(batch()).numpy(), model(batch()).numpy(), rtol=1e-5, atol=1e-6)
 
 

@@ -480,6 +480,9 @@ def test_the_recipe_recalibrates_batchnorm_on_its_training_cells_only(synthetic_
     assert calls == [list(tr), "features"]  # the training cells only, never validation, and before the features
     assert list(trained.seconds) == ["BatchNorm recalibration", "feature extraction", "head", "fine-tuning"]
     assert trained.histories == ["head history", "fine-tuning history"]
+    assert not mdl.stain_normalises(trained.model)
+    # Config.stain_norm reaches the model the recipe builds
+    assert mdl.stain_normalises(recipe.fit(tr, va, replace(SMALL, stain_norm=True), verbose=0).model)
 
 
 def test_a_config_that_cannot_train_is_refused_with_the_reason():
