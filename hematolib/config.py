@@ -67,7 +67,9 @@ class Config:
     # Standardise each crop's colour channels on their own mean and spread before the network
     # (`hl.model.build(stain_norm=True)`) instead of MobileNetV2's fixed scaling: per-image stain
     # normalisation, so brightness, contrast and colour cast, which differ between stainings and
-    # microscopes, cannot decide a class.
+    # microscopes, cannot decide a class. It validated level with the default on held-out cells
+    # (91.2% against 91.1% with flips, log loss 0.396 against 0.401), more robust to darker images
+    # and less to a hue shift, so it stays off.
     stain_norm: bool = False
     patience: int = 5  # "plateau" schedule: epochs without improvement in validation loss before it stops
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
