@@ -321,7 +321,7 @@ def with_table(readme: str, table: str, markers: tuple[str, str] = MARKERS) -> s
     """`readme` with the text between `markers` (default: the benchmark's) replaced by `table`."""
     start, end = readme.find(markers[0]), readme.find(markers[1])
     if start < 0 or end < start:
-        raise ValueError(f"README.md lacks the markers {markers[0]} ... {markers[1]} around its table.")
+        raise ValueError(f"the document lacks the markers {markers[0]} ... {markers[1]} around its table.")
     return readme[:start + len(markers[0])] + "\n" + table.strip() + "\n" + readme[end:]
 
 

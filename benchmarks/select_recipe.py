@@ -9,7 +9,7 @@ candidate goes to build/benchmark/selection.jsonl, its model to build/benchmark/
 
     python benchmarks/select_recipe.py                 # every candidate (3 hours or more on 2 cores)
     python benchmarks/select_recipe.py 0.35-all-8-160  # one of them (about 15 min; 1.0-all-8-160-cosine: 20 min)
-    python benchmarks/select_recipe.py --readme        # the table of those run so far, into README.md
+    python benchmarks/select_recipe.py --publish       # the table of those run so far, into docs/recipe-search.md
     python benchmarks/select_recipe.py --ensemble A B  # the mean of A's and B's saved models (a minute)
     python benchmarks/select_recipe.py --views models/hematovision.keras  # other test-time views, same model
 """
@@ -27,6 +27,7 @@ import hematolib as hl
 from hematolib.config import PROJECT_DIR, Config
 
 OUT = PROJECT_DIR / "build" / "benchmark" / "selection.jsonl"
+SEARCH_DOC = PROJECT_DIR / "docs" / "recipe-search.md"  # the search's story, around the candidates' table
 
 
 def candidate(alpha: float, size: int, epochs: int, layers: int | None = None, label_smoothing: float = 0.0,
@@ -392,27 +393,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def publish(rows: list[dict], raw: Path | None = None, readme: Path | None = None) -> Path:
-    """Put the candidates' table between the selection markers of README.md, and the latest run
+def publish(rows: list[dict], raw: Path | None = None, doc: Path | None = None) -> Path:
+    """Put the candidates' table between the selection markers of docs/recipe-search.md (the search
+    the README's "How it was chosen" sums up), and the latest run
     of each candidate (under each grouping) in benchmarks/selection.json. The runs already
     published there count too, `rows` after them: a fresh clone has run only a candidate or two
     (build/ is not committed) and must not drop the others from the table."""
     import benchmark
 
-    raw, readme = raw or benchmark.SELECTION, readme or benchmark.README
+    raw, doc = raw or benchmark.SELECTION, doc or SEARCH_DOC
     published = json.loads(raw.read_text()) if raw.exists() else []
     rows = latest(published + rows)
     hl.files.write_text_atomic(raw, json.dumps(rows, indent=1) + "\n")
     text = table(rows) + f"\n\nRaw figures: `benchmarks/{raw.name}`."
-    hl.files.write_text_atomic(readme, benchmark.with_table(readme.read_text(), text, MARKERS))
+    hl.files.write_text_atomic(doc, benchmark.with_table(doc.read_text(), text, MARKERS))
     return raw
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"candidates (default: all): {', '.join(CANDIDATES)}")
-    parser.add_argument("--readme", action="store_true",
-                        help="train nothing: put the table of the candidates run so far in README.md")
+    parser.add_argument("--publish", "--readme", action="store_true", dest="publish",
+                        help="train nothing: put the table of the candidates run so far in docs/recipe-search.md")
     parser.add_argument("--ensemble", action="store_true",
                         help="train nothing: score the mean prediction of the named candidates' saved models")
     parser.add_argument("--views", metavar="MODEL", type=Path,
@@ -443,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"misses {cells} of the {row['cells']} cells (at most half their images right)")
         print(f"  cells every member misses: {', '.join(row['cells_all_missed']) or 'none'}")
         return 0
-    if args.readme:
+    if args.publish:
         publish([json.loads(line) for line in OUT.read_text().splitlines() if line.strip()])
         return 0
     unknown = [n for n in args.names if n not in CANDIDATES]

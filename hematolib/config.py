@@ -33,7 +33,7 @@ class Config:
     label_smoothing: float = 0.1  # targets 0.925/0.025: as accurate on held-out cells, far less overconfident
     # About a minute each on a 2-core CPU with all of TRAIN (cached crops). 24 validated a little
     # ahead of 16 on two sets of held-out cells, but their benchmark was level on TEST (87.9% against
-    # 87.8%) in 1.6x the time, so the cheaper 16 stay (README, "Model card and benchmark").
+    # 87.8%) in 1.6x the time, so the cheaper 16 stay (docs/recipe-search.md, "24 epochs on TEST").
     fine_tune_epochs: int = 16
     fine_tune_layers: int | None = None  # layers at the top of the base to unfreeze; None: all of it
     fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
@@ -49,7 +49,7 @@ class Config:
     # Fine-tuning only: blend each training image with another of its batch, and their targets in
     # the same proportion (mixup), the share drawn per image from Beta(mixup, mixup); 0: off. A
     # regulariser against learning the training cells by heart; 0.2 validated far lower than none
-    # on held-out cells (82.7% against 91.1%, README "The default recipe"), so it stays off.
+    # on held-out cells (82.7% against 91.1%, docs/recipe-search.md), so it stays off.
     mixup: float = 0.0
     # Fine-tuning only: every step also pulls each trained weight back towards its value when
     # fine-tuning began (the ImageNet base and the trained head), by anchor_pull x the learning
