@@ -345,6 +345,35 @@ def split_by_original(records: Sequence[ImageRecord], val_fraction: float = 0.2,
     return train, val
 
 
+def folds_by_original(records: Sequence[ImageRecord], k: int = 5, seed: int = 0
+                      ) -> list[tuple[list[ImageRecord], list[ImageRecord]]]:
+    """`k` seeded, class-stratified (train, validation) pairs in which every original cell is
+    validated exactly once and never on both sides of a pair: grouped k-fold cross-validation.
+
+    Each class's originals are shuffled and dealt to the folds in turn, the deal continuing from
+    class to class, so the folds differ in size by at most one original of each class.
+    """
+    if k < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {k}.")
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, set[str]] = defaultdict(set)
+    for r in records:
+        by_class[r.label].add(r.original)
+    if sum(len(o) for o in by_class.values()) < k:
+        raise ValueError(f"{k} folds need at least {k} original cells; these records have "
+                         f"{sum(len(o) for o in by_class.values())}.")
+    fold_of: dict[str, int] = {}
+    turn = 0
+    for label in sorted(by_class):
+        originals = sorted(by_class[label])
+        rng.shuffle(originals)
+        for original in originals:
+            fold_of[original] = turn % k
+            turn += 1
+    return [([r for r in records if fold_of[r.original] != i], [r for r in records if fold_of[r.original] == i])
+            for i in range(k)]
+
+
 def split_random(records: Sequence[ImageRecord], val_fraction: float = 0.2, seed: int = 0
                  ) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """The leaky tutorial split: images drawn at random, so copies of one cell land on both sides."""

@@ -274,3 +274,26 @@ def test_an_ensemble_refuses_members_that_held_out_different_cells(select_recipe
     with pytest.raises(SystemExit):
         select_recipe.main(["--ensemble", "0.35-all-8-160-cosine"])  # one model is no ensemble
     assert "two or more candidates" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_cross_validation_scores_every_training_cell_once_and_never_reads_test(select_recipe, synthetic_root,
+                                                                               weights_dir, monkeypatch):
+    from hematolib.config import Config
+    from hematolib.data import load_dataset
+
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
+    ds = load_dataset(synthetic_root)
+    ds = replace(ds, splits={"TRAIN": ds.train})  # no TEST to read: cross-validation must not need it
+    config = Config(image_size=64, head_epochs=2, batch_size=16, fine_tune_epochs=1, fine_tune_layers=12)
+    result = select_recipe.cross_validate("tiny", config, k=3, ds=ds, verbose=0)
+    pooled, folds = result["pooled"], result["folds"]
+    cells = {r.original for r in ds.train}
+    assert len(folds) == 3 and sum(f["cells"] for f in folds) == pooled["n_originals"] == len(cells)
+    assert sum(f["images"] for f in folds) == pooled["n_images"] == len(ds.train)
+    # the pooled accuracy is the folds' accuracies weighted by their images, with an interval around it
+    weighted = sum(f["accuracy"] * f["images"] for f in folds) / len(ds.train)
+    assert pooled["accuracy"] == pytest.approx(weighted)
+    assert pooled["ci_low"] <= pooled["accuracy"] <= pooled["ci_high"]
+    assert sorted(c for f in folds for c in f["cells_missed"]) == sorted(pooled["cells_missed"])
+    assert result["k"] == 3 and result["config"]["image_size"] == 64

@@ -10,8 +10,8 @@ import pytest
 
 from hematolib import data
 from hematolib.config import CLASS_NAMES
-from hematolib.data import (DataNotFoundError, DatasetLayoutError, cap_per_class, known_originals,
-                            load_dataset, original_of, read_originals, shared_originals,
+from hematolib.data import (DataNotFoundError, DatasetLayoutError, cap_per_class, folds_by_original,
+                            known_originals, load_dataset, original_of, read_originals, shared_originals,
                             split_by_original, split_random)
 from hematolib.download import KAGGLE_CONTENTS
 
@@ -181,6 +181,26 @@ def test_grouped_split_is_deterministic_per_seed(synthetic_root):
     c = split_by_original(train, 0.3, seed=2)[1]
     assert [r.path for r in a] == [r.path for r in b]
     assert {r.original for r in a} != {r.original for r in c}
+
+
+def test_cross_validation_folds_validate_every_cell_once_and_never_leak(synthetic_root):
+    train = load_dataset(synthetic_root).train
+    folds = folds_by_original(train, k=3, seed=5)
+    assert len(folds) == 3
+    validated = [r.original for _, va in folds for r in va]
+    assert sorted(validated) == sorted(r.original for r in train)  # every image validated exactly once
+    for tr, va in folds:
+        assert shared_originals(tr, va) == set() and len(tr) + len(va) == len(train)
+        assert {r.class_name for r in va} == set(CLASS_NAMES)  # stratified: each fold has each class
+    sizes = [len({r.original for r in va}) for _, va in folds]
+    assert max(sizes) - min(sizes) <= len(CLASS_NAMES)
+    same = folds_by_original(train, k=3, seed=5)
+    assert [[r.path for r in va] for _, va in same] == [[r.path for r in va] for _, va in folds]
+    assert {r.original for r in folds_by_original(train, k=3, seed=6)[0][1]} != {r.original for r in folds[0][1]}
+    with pytest.raises(ValueError, match="at least 2 folds, got 1"):
+        folds_by_original(train, k=1)
+    with pytest.raises(ValueError, match="1000 folds need at least 1000 original cells"):
+        folds_by_original(train, k=1000)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
