@@ -297,3 +297,17 @@ def test_cross_validation_scores_every_training_cell_once_and_never_reads_test(s
     assert pooled["ci_low"] <= pooled["accuracy"] <= pooled["ci_high"]
     assert sorted(c for f in folds for c in f["cells_missed"]) == sorted(pooled["cells_missed"])
     assert result["k"] == 3 and result["config"]["image_size"] == 64
+
+
+def test_the_readme_quotes_the_published_cross_validation():
+    result = json.loads((ROOT / "benchmarks" / "cross-validation.json").read_text())
+    pooled = result["pooled"]
+    readme = (ROOT / "README.md").read_text()
+    assert pooled["n_originals"] == 272 and pooled["n_images"] == 9957  # every TRAIN cell, each once
+    quoted = (f"{pooled['accuracy']:.1%} with the four views (95% CI {pooled['ci_low']:.1%}-{pooled['ci_high']:.1%}"
+              f", resampling cells), log loss {pooled['log_loss']:.3f}")
+    assert quoted in " ".join(readme.replace("**", "").split())
+    right = pooled["n_originals"] - len(pooled["cells_missed"])
+    assert f"{right} of {pooled['n_originals']} cells mostly right" in " ".join(readme.split())
+    folds = ", ".join(f"{f['accuracy']:.1%}" for f in result["folds"][:-1]) + f" and {result['folds'][-1]['accuracy']:.1%}"
+    assert folds in " ".join(readme.split())
