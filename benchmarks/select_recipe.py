@@ -284,11 +284,12 @@ def cross_validate(name: str, config: Config, k: int = 5, ds=None, verbose: int 
         trained = hl.recipe.fit(train, val, config, augment=augment, verbose=verbose)
         cells, network = network_view(trained.model, val)
         p = (hl.model.with_flips(network) if config.flips else network).predict(cells, verbose=0)
-        fold = hl.evaluate.evaluate(p, hl.data.labels_of(val), hl.data.groups_of(val), f"fold {i + 1}")
+        y, g = hl.data.labels_of(val), hl.data.groups_of(val)
+        fold = hl.evaluate.evaluate(p, y, g, f"fold {i + 1}")
         folds.append({"cells": fold.n_originals, "images": fold.n_images, "accuracy": fold.accuracy,
                       "log_loss": fold.log_loss, "cells_missed": fold.cells_missed,
                       "seconds": sum(trained.seconds.values())})
-        probs.append(p), labels.append(hl.data.labels_of(val)), groups.append(hl.data.groups_of(val))
+        probs.append(p), labels.append(y), groups.append(g)
         print(f"fold {i + 1} of {k}: {fold.n_originals} cells, accuracy {fold.accuracy:.1%}, "
               f"log loss {fold.log_loss:.3f}, missed {len(fold.cells_missed)} cells", flush=True)
     pooled = hl.evaluate.evaluate(np.concatenate(probs), np.concatenate(labels), np.concatenate(groups),

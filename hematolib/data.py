@@ -319,6 +319,21 @@ def copies_of(records: Sequence[ImageRecord], original: str) -> list[ImageRecord
     return [r for r in records if r.original == original]
 
 
+def _shuffled_originals(records: Sequence[ImageRecord], seed: int) -> list[list[str]]:
+    """Each class's original cells (classes in label order), shuffled by one generator seeded with
+    `seed`: the seeded draw that `split_by_original` and `folds_by_original` deal cells from."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, set[str]] = defaultdict(set)
+    for r in records:
+        by_class[r.label].add(r.original)
+    shuffled = []
+    for label in sorted(by_class):
+        originals = sorted(by_class[label])
+        rng.shuffle(originals)
+        shuffled.append(originals)
+    return shuffled
+
+
 def split_by_original(records: Sequence[ImageRecord], val_fraction: float = 0.2, seed: int = 0
                       ) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """A seeded, class-stratified train/validation split in which no original cell is on both sides.
@@ -327,15 +342,8 @@ def split_by_original(records: Sequence[ImageRecord], val_fraction: float = 0.2,
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, list[str]] = defaultdict(list)
-    for r in records:
-        if r.original not in by_class[r.label]:
-            by_class[r.label].append(r.original)
     val_originals: set[str] = set()
-    for label in sorted(by_class):
-        originals = sorted(by_class[label])
-        rng.shuffle(originals)
+    for originals in _shuffled_originals(records, seed):
         n_val = int(round(len(originals) * val_fraction))
         if len(originals) >= 2:
             n_val = min(max(n_val, 1), len(originals) - 1)
@@ -355,21 +363,10 @@ def folds_by_original(records: Sequence[ImageRecord], k: int = 5, seed: int = 0
     """
     if k < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {k}.")
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, set[str]] = defaultdict(set)
-    for r in records:
-        by_class[r.label].add(r.original)
-    if sum(len(o) for o in by_class.values()) < k:
-        raise ValueError(f"{k} folds need at least {k} original cells; these records have "
-                         f"{sum(len(o) for o in by_class.values())}.")
-    fold_of: dict[str, int] = {}
-    turn = 0
-    for label in sorted(by_class):
-        originals = sorted(by_class[label])
-        rng.shuffle(originals)
-        for original in originals:
-            fold_of[original] = turn % k
-            turn += 1
+    dealt = [original for originals in _shuffled_originals(records, seed) for original in originals]
+    if len(dealt) < k:
+        raise ValueError(f"{k} folds need at least {k} original cells; these records have {len(dealt)}.")
+    fold_of = {original: turn % k for turn, original in enumerate(dealt)}
     return [([r for r in records if fold_of[r.original] != i], [r for r in records if fold_of[r.original] == i])
             for i in range(k)]
 
