@@ -22,7 +22,7 @@ import hematolib as hl
 from hematolib.config import CLASS_NAMES, PROJECT_DIR, Config
 
 OUT = PROJECT_DIR / "build" / "benchmark"
-SELECTION = PROJECT_DIR / "benchmarks" / "selection.json"  # select_recipe.py's published candidates
+CROSS_VALIDATION = PROJECT_DIR / "benchmarks" / "cross-validation.json"  # the default recipe, 5 folds by cell
 
 
 def peak_memory_mb() -> float:
@@ -75,13 +75,13 @@ def test_curve(snapshots, model, records) -> list[dict]:
     anything. The final weights are put back."""
     network = snapshots.model
     final = network.get_weights()
-    scorer = hl.model.with_flips(network) if hl.model.flips(model) else network
-    cells = hl.train.extract_crops(model, records, verbose=0)
+    scorer = hl.model.with_flips(hl.model.network_of(model)) if hl.model.is_flipping(model) else hl.model.network_of(model)
+    cells = hl.cache.crops(records, hl.model.network_size(model))
     labels = hl.data.labels_of(records)
     curve = []
     for stage, seconds, weights in snapshots.taken:
         network.set_weights(weights)
-        probs = scorer.predict(hl.train.array_pipeline(cells, labels.astype(np.int32), 64), verbose=0)
+        probs = scorer.predict(cells.astype(np.float32), batch_size=64, verbose=0)
         curve.append({"after": stage, "seconds": seconds, "test_accuracy": float((probs.argmax(1) == labels).mean())})
     network.set_weights(final)
     return curve
@@ -112,14 +112,14 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     if "VALIDATION" in result.reports:
         validation = {"validation_split": "grouped by original cell",
                       "validation_accuracy": result.reports["VALIDATION"].accuracy,
-                      "validation_accuracy_head_only": result.histories[0].best("val_accuracy")}
-    else:  # a refit: its estimate is the held-out run of the same recipe, in the selection
-        held = held_out_run(config)
+                      "validation_accuracy_head_only": max(result.histories[0].metrics["val_accuracy"])}
+    else:  # a refit: its estimate is the same recipe's cross-validation over all TRAIN cells
+        cv = json.loads(CROSS_VALIDATION.read_text()) if CROSS_VALIDATION.exists() else None
         validation = {"validation_split": "none of its own: trained on every TRAIN cell"
-                                          + (f"; below: the same recipe with {Config().val_fraction:.0%} of the cells "
-                                             f"held out (`{held['name']}` in the selection)" if held else ""),
-                      "validation_accuracy": held["val_tta" if config.flips else "val"] if held else None,
-                      "validation_accuracy_head_only": held["val_head_best"] if held else None}
+                                          + ("; below: the same recipe cross-validated, 5 folds grouped by cell"
+                                             if cv else ""),
+                      "validation_accuracy": cv["pooled"]["accuracy"] if cv else None,
+                      "validation_accuracy_head_only": None}
 
     predictor = hl.inference.Predictor(model)
     sample = hl.data.cap_per_class(ds.test, max(1, latency_images // 4), seed=0)
@@ -132,11 +132,10 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     unfrozen = (f"top {config.fine_tune_layers} layers" if config.fine_tune_layers is not None
                 else "the whole base (BatchNorm frozen)")
     tuned = (f" + fine-tuning {unfrozen} x {config.fine_tune_epochs} epochs"
-             + (", cosine schedule" if config.schedule == "cosine" else "")
+             + ", cosine schedule"
              + (f" after a {config.warmup_epochs:g}-epoch warm-up" if config.warmup_epochs else "")
              if config.fine_tune_epochs else "")
     tuned += f", label smoothing {config.label_smoothing}" if config.label_smoothing else ""
-    tuned += regularisers(config.to_dict())
     cells = "every TRAIN cell" if not config.val_fraction else f"{1 - config.val_fraction:.0%} of the TRAIN cells"
     return {
         "recipe": f"kit: MobileNetV2 alpha {config.alpha}, crop around the white cell, {config.image_size} px, "
@@ -148,32 +147,6 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
         "latency_keras": keras_latency, "latency_tflite": lite_latency,
         "tflite_test_accuracy": float((lite_pred == hl.data.labels_of(test_records)).mean()),
     }
-
-
-def regularisers(config: dict) -> str:
-    """The optional training extras a recipe's config (`Config.to_dict`) turns on, as ", ..." text
-    for the benchmark's recipe line and the selection table; "" when none is on."""
-    return ((f", mixup {config['mixup']:g}" if config.get("mixup") else "")
-            + (f", pull towards the start (L2-SP) {config['anchor_pull']:g}" if config.get("anchor_pull") else "")
-            + (", BatchNorm recalibrated (AdaBN)" if config.get("recalibrate_batchnorm") else "")
-            + (", stain normalised per crop" if config.get("stain_norm") else ""))
-
-
-# Config fields added after some selection runs were recorded, with the value those runs trained
-# with (a run's config is stored whole, so a field it lacks did not exist yet).
-ADDED_LATER = {"warmup_epochs": 0.0, "mixup": 0.0, "anchor_pull": 0.0,
-               "recalibrate_batchnorm": False, "stain_norm": False}
-
-
-def held_out_run(config: Config, selection: Path = SELECTION) -> dict | None:
-    """The selection's run of `config` with its validation cells held out (a row of `selection`,
-    trained on all the other cells, default augmentation, cells grouped by photograph), or None if
-    the selection has none. Runs that grouped by file name are not estimates: their validation
-    cells had copies in training."""
-    want = {**config.to_dict(), "val_fraction": Config().val_fraction}
-    rows = json.loads(selection.read_text()) if selection.exists() else []
-    return next((r for r in rows if {**ADDED_LATER, **r["config"]} == want and not r.get("augmentation")
-                 and r.get("train_share", 1.0) == 1.0 and r.get("grouping") == "photograph"), None)
 
 
 def tutorial_recipe(ds, max_epochs: int, patience: int, max_batches: int | None) -> dict:
@@ -308,21 +281,9 @@ def targets(kit: dict, tut: dict) -> str:
                  "the kit does not reach 85% TEST" if reached is None
                  else f"{(reached - limit) / 60:.1f} min over the limit ({reached / limit:.2f}x)")),
     ]
-    lines = ["\n**Against the targets of issue #6** (2-core CPU, no GPU):\n", "| target | result | met? |",
+    lines = ["\n**Against the kit's targets** (2-core CPU, no GPU):\n", "| target | result | met? |",
              "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
-
-
-README = PROJECT_DIR / "README.md"
-MARKERS = ("<!-- benchmark -->", "<!-- /benchmark -->")
-
-
-def with_table(readme: str, table: str, markers: tuple[str, str] = MARKERS) -> str:
-    """`readme` with the text between `markers` (default: the benchmark's) replaced by `table`."""
-    start, end = readme.find(markers[0]), readme.find(markers[1])
-    if start < 0 or end < start:
-        raise ValueError(f"the document lacks the markers {markers[0]} ... {markers[1]} around its table.")
-    return readme[:start + len(markers[0])] + "\n" + table.strip() + "\n" + readme[end:]
 
 
 def figures_path(results: dict, text: str) -> Path:
@@ -336,20 +297,18 @@ def figures_path(results: dict, text: str) -> Path:
         n += 1
 
 
-def publish(results: dict, table: str, source: Path | None = None) -> Path:
-    """Put a full run's table in the README and its figures in benchmarks/; return the figures' file.
+def publish(results: dict) -> Path:
+    """Keep a full run's figures in benchmarks/ and write its tables into the README and the model
+    card (tools/publish_results.py); return the figures' file."""
+    import importlib.util
 
-    `source`: the file the figures were read from (--republish). One in benchmarks/ is cited as it
-    is, under its own name; any other is copied in like a new run's figures."""
-    benchmarks = PROJECT_DIR / "benchmarks"
-    if source is not None and source.resolve().parent == benchmarks.resolve():
-        raw = benchmarks / source.name
-    else:
-        text = json.dumps(results, indent=2, default=float) + "\n"
-        raw = figures_path(results, text)
-        hl.files.write_text_atomic(raw, text)
-    table += f"\n\nRaw figures: `benchmarks/{raw.name}`."
-    hl.files.write_text_atomic(README, with_table(README.read_text(), table))
+    text = json.dumps(results, indent=2, default=float) + "\n"
+    raw = figures_path(results, text)
+    hl.files.write_text_atomic(raw, text)
+    spec = importlib.util.spec_from_file_location("publish_results", PROJECT_DIR / "tools" / "publish_results.py")
+    publisher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publisher)
+    publisher.main(["--results", str(raw)])
     return raw
 
 
@@ -357,20 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run: a few minutes")
     parser.add_argument("--readme", action="store_true",
-                        help="put the table in README.md and the figures in benchmarks/ (full runs only)")
-    parser.add_argument("--republish", metavar="RESULTS_JSON",
-                        help="train nothing: rewrite the README table from a published run's figures "
-                             "(after a change to how the table is written)")
+                        help="keep the figures in benchmarks/ and put the tables in README.md and "
+                             "docs/model-card.md (full runs only)")
     args = parser.parse_args(argv)
     if args.readme and args.quick:
         parser.error("--readme publishes full runs only; a --quick run trains on a subset.")
-    if args.republish:
-        results = json.loads(Path(args.republish).read_text())
-        if results["command"] != "make benchmark":
-            parser.error(f"{args.republish} is not from a full run ({results['command']}).")
-        print(f"README.md updated; figures in {publish(results, markdown(results), Path(args.republish))}")
-        return 0
     ds = hl.data.open_dataset(allow_synthetic=False)
+    hl.train.set_seed(Config().seed)
     config = hl.recipe.refit_config(Config(per_class=150, head_epochs=20, fine_tune_epochs=1) if args.quick
                                     else Config())  # the default: every TRAIN cell, as `python -m hematolib train`
     OUT.mkdir(parents=True, exist_ok=True)
@@ -386,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     (OUT / "results.md").write_text(table + "\n")
     print(table)
     if args.readme:
-        print(f"README.md updated; figures in {publish(results, table)}")
+        print(f"figures in {publish(results)}")
     return 0
 
 

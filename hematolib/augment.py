@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 
 def build(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, translation: float = 0.1,
-          contrast: float = 0.2, brightness: float = 0.15, hue: float = 0.04, erasing: float = 0.0,
-          seed: int | None = None):
+          contrast: float = 0.2, brightness: float = 0.15, hue: float = 0.04, seed: int | None = None):
     """A keras.Sequential of random layers for float RGB images in 0..255, (batch, H, W, 3).
 
     rotation is a fraction of a full turn (20/360 = up to 20 degrees), as in keras.layers.RandomRotation.
     Stain colour differs between labs, so hue and brightness jitter matter as much as geometry.
-    erasing (off by default) is the share of images in which one random rectangle is replaced by
-    noise, last of all (random erasing): each side of the rectangle is sqrt(u) of the image's side,
-    u drawn from 0.02..0.33 for each side (keras.layers.RandomErasing's `scale`, which it documents
-    as an aspect ratio), so it covers about 2% to 33% of the image.
     Active only when called with training=True.
     """
-    if not 0 <= erasing <= 1:
-        raise ValueError(f"erasing is the share of images to erase a rectangle in, 0..1; got {erasing}.")
     import keras
     from keras import layers
 
@@ -33,8 +24,6 @@ def build(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, tra
               layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed)]
     if hue:
         parts.append(layers.RandomHue(hue, value_range=(0, 255), seed=seed))
-    if erasing:  # factor (p, p): each image erased with probability p (a single float would draw p from 0..p)
-        parts.append(layers.RandomErasing((erasing, erasing), scale=(0.02, 0.33), value_range=(0, 255), seed=seed))
     return keras.Sequential(parts, name="augment")
 
 
@@ -77,8 +66,3 @@ ROBUSTNESS_SHIFTS: dict[str, dict] = {
     "zoom in x1.5": {"scale": 1.5},
     "zoom out x0.75": {"scale": 0.75},
 }
-
-
-def shift_names() -> Sequence[str]:
-    """Names of the standard robustness shifts, in display order."""
-    return list(ROBUSTNESS_SHIFTS)

@@ -36,12 +36,14 @@ def cmd_explore(args) -> int:
 def cmd_train(args) -> int:
     """Train the default recipe and save the model: on every TRAIN cell, unless --holdout."""
     from .recipe import refit_config, run
+    from .train import set_seed
 
     config = Config(alpha=args.alpha, image_size=args.image_size, crop=not args.no_crop, flips=not args.no_flips,
                     per_class=args.per_class, head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
-                    seed=args.seed, stain_norm=args.stain_norm)
+                    seed=args.seed)
     if not args.holdout:
         config = refit_config(config)
+    set_seed(config.seed)
 
     result = run(_dataset(args), config, out=Path(args.out), verbose=args.verbose)
     for report in result.reports.values():
@@ -157,12 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-crop", action="store_true", help="feed whole images, not the crop around the cell")
     p.add_argument("--no-flips", action="store_true",
                    help="predict from the image as it is, not the mean over four flipped views")
-    p.add_argument("--stain-norm", action="store_true",
-                   help="standardise each crop's colours before the network (per-crop stain normalisation; "
-                        "validated level with the default, more robust to brightness, less to hue)")
     p.add_argument("--holdout", action="store_true",
                    help=f"hold {defaults.val_fraction:.0%} of the TRAIN cells out and report validation on them "
-                        "(default: train on every cell with the schedule validated that way)")
+                        "(default: train on every cell with the same recipe)")
     p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)

@@ -477,6 +477,19 @@ def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, i
     return finish_pipeline(ds, prefetch)
 
 
+def array_pipeline(images: np.ndarray, targets: np.ndarray, batch_size: int = 32, shuffle: bool = False,
+                   seed: int = 0):
+    """A tf.data pipeline of (float32 images 0..255, targets) batches from in-memory uint8 images
+    (batch, S, S, 3), reshuffled each epoch with `shuffle`. Augmentation belongs in the model."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, targets))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=parallel_calls())
+    return finish_pipeline(ds)
+
+
 def image_stats(records: Sequence[ImageRecord], limit: int = 200, seed: int = 0) -> dict:
     """Sizes and colour statistics of up to `limit` images per class.
 

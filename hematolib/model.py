@@ -7,7 +7,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -20,10 +20,9 @@ BASE_NAME = "mobilenetv2"  # name of the nested base model inside the kit's mode
 PREPROCESSING = "RGB 0..255 in; the model's first layer maps x -> x/127.5 - 1 (MobileNetV2)"
 CROP_PREPROCESSING = ("RGB 0..255 at the input size; the model crops around the stained white cell, "
                       "resizes the crop to image_size, then maps x -> x/127.5 - 1 (MobileNetV2)")
-STAIN_SCALE = 0.5  # StainNormalise's output spread: about that of x/127.5 - 1 on ImageNet photographs
 SMEAR_SIZE = (240, 320)  # (height, width) of the dataset's images: the input of cropping models
 METADATA_ENTRY = "hematovision.json"  # metadata is stored inside the .keras zip as well
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the network (base and head) nested inside the model
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -71,106 +70,115 @@ def resolve_weights(alpha: float, download: bool = True) -> Path:
         f"Put {name} in {keras_cache_dir()}/ or in a folder named by HEMATO_WEIGHTS_DIR.")
 
 
-def build(alpha: float = 0.35, image_size: int = 224, num_classes: int = len(CLASS_NAMES),
-          dropout: float = 0.2, weights: str | Path | None = "imagenet", seed: int | None = 0,
-          crop: bool = False, flips: bool = False, stain_norm: bool = False):
-    """MobileNetV2 (frozen, BatchNorm in inference mode) + pooling + dropout + softmax head.
+def build_network(alpha: float = 0.35, image_size: int = 128, num_classes: int = len(CLASS_NAMES),
+                  dropout: float = 0.2, weights: str | Path | None = "imagenet"):
+    """The network notebook 03 writes in Keras: cell crops (batch, S, S, 3), RGB 0..255 ->
+    probabilities (batch, num_classes).
 
-    Input: float RGB in 0..255, (batch, image_size, image_size, 3); with `crop`, whole smear
-    images (batch, 240, 320, 3) that the model's first layer crops around the white cell and
-    resizes to image_size. Output: (batch, num_classes) probabilities.
-    weights: "imagenet" (found by `resolve_weights`), a file path, or None.
-    seed: seeds Keras's initializers, so the same seed builds the same model (None: unseeded).
-    flips: test-time augmentation inside the model: it predicts each image (or crop) as it is,
-    mirrored, upside down and both, and outputs the mean. A cell has no up or left, so the four
-    views are equally valid; training (`network_of`) sees one view at a time.
-    stain_norm: instead of MobileNetV2's fixed x/127.5 - 1, standardise each image's (or crop's)
-    channels on their own mean and spread (`StainNormalise`), so a smear's brightness, contrast
-    and colour cast, which differ between stainings and microscopes, never reach the network.
+    Rescaling to MobileNetV2's -1..1, the frozen base (called with training=False, so BatchNorm
+    stays in inference mode), global average pooling, and a head (dropout, dense softmax).
+    weights: "imagenet" (found by `resolve_weights`), a file path, or None (random).
     """
     import keras
     from keras import layers
 
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
     if weights == "imagenet":
         weights = resolve_weights(alpha)
-    if crop:
-        from .locate import cell_crop_layer
-
-        inputs = keras.Input((*SMEAR_SIZE, 3), name="image")
-        x = cell_crop_layer(image_size)(inputs)
-    else:
-        inputs = x = keras.Input((image_size, image_size, 3), name="image")
-    if flips:
-        x = register_layers()["FlipStack"](name="flip_stack")(x)
-    if stain_norm:  # same layer name: network_of, Grad-CAM and AdaBN find the preprocessing by it
-        x = register_layers()["StainNormalise"](name="mobilenetv2_preprocess")(x)
-    else:
-        x = layers.Rescaling(1 / 127.5, offset=-1, name="mobilenetv2_preprocess")(x)
     base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=alpha,
-                                          include_top=False, weights=None, name=BASE_NAME)
-    if weights is not None:
-        base.load_weights(str(weights))
+                                          include_top=False, weights=None if weights is None else str(weights),
+                                          name=BASE_NAME)
     base.trainable = False
-    x = base(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen later
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
-    if flips:
-        outputs = register_layers()["FlipMean"](name="flip_mean")(outputs)
-    return keras.Model(inputs, outputs, name=f"hematovision_mobilenetv2_{alpha}_{image_size}"
-                       + ("_crop" if crop else "") + ("_flips" if flips else ""))
+    head = keras.Sequential([layers.Dropout(dropout), layers.Dense(num_classes, activation="softmax")],
+                            name="head")
+    cells = keras.Input((image_size, image_size, 3), name="cell")
+    x = layers.Rescaling(1 / 127.5, offset=-1)(cells)
+    x = base(x, training=False)
+    features = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(cells, head(features), name="network")
 
 
-_LAYERS: dict[str, type] = {}  # the kit's custom layers, defined and registered with Keras on first use
-
-
-def register_layers() -> dict[str, type]:
-    """Define the kit's custom layers (CellCrop, FlipStack, FlipMean, StainNormalise) and register them with
-    Keras, which needs them before loading a model that uses them. Returns them by name."""
-    if _LAYERS:
-        return _LAYERS
+def assemble(network, crop: bool = True, flips: bool = True):
+    """A kit model around `network`: whole smears (batch, 240, 320, 3) in, cropped around the white
+    cell (`layers.CellCrop`) with `crop`; with `flips`, the mean prediction over four flipped views
+    (`layers.FlipStack`, `layers.FlipMean`). Shares the network's weights."""
     import keras
-    from keras import ops
 
-    from .locate import register
+    from .layers import CellCrop, FlipMean, FlipStack
 
-    @keras.saving.register_keras_serializable(package="hematolib")
-    class FlipStack(keras.layers.Layer):
-        """(batch, S, S, 3) -> (4 x batch, S, S, 3): the images, mirrored, upside down, and both."""
+    side = int(network.input_shape[1])
+    inputs = keras.Input((*SMEAR_SIZE, 3) if crop else (side, side, 3), name="image")
+    x = CellCrop(side)(inputs) if crop else inputs
+    x = network(FlipStack()(x)) if flips else network(x)
+    outputs = FlipMean()(x) if flips else x
+    return keras.Model(inputs, outputs, name=f"hematovision_{network.name}" + ("_crop" if crop else "")
+                       + ("_flips" if flips else ""))
 
-        def call(self, x):
-            mirrored, upside_down = ops.flip(x, axis=2), ops.flip(x, axis=1)
-            return ops.concatenate([x, mirrored, upside_down, ops.flip(mirrored, axis=1)], axis=0)
 
-        def compute_output_shape(self, shape):
-            return (None if shape[0] is None else 4 * shape[0], *shape[1:])
+def build(alpha: float = 0.35, image_size: int = 128, num_classes: int = len(CLASS_NAMES),
+          dropout: float = 0.2, weights: str | Path | None = "imagenet", crop: bool = False,
+          flips: bool = False):
+    """`assemble(build_network(...))`: the kit's model, untrained head, frozen base.
 
-    @keras.saving.register_keras_serializable(package="hematolib")
-    class FlipMean(keras.layers.Layer):
-        """(4 x batch, classes) -> (batch, classes): the mean prediction over each image's 4 views."""
+    Input: float RGB in 0..255, whole smears (batch, 240, 320, 3) with `crop`, else
+    (batch, image_size, image_size, 3). Output: (batch, num_classes) probabilities.
+    """
+    return assemble(build_network(alpha, image_size, num_classes, dropout, weights), crop=crop, flips=flips)
 
-        def call(self, probs):
-            return ops.mean(ops.reshape(probs, (4, -1, probs.shape[-1])), axis=0)
 
-        def compute_output_shape(self, shape):
-            return (None if shape[0] is None else shape[0] // 4, shape[-1])
+def _models_inside(model) -> list:
+    import keras
 
-    @keras.saving.register_keras_serializable(package="hematolib")
-    class StainNormalise(keras.layers.Layer):
-        """(batch, S, S, 3) RGB 0..255 -> each image's channels minus their own mean, over their own
-        standard deviation (at least 1, so a blank image maps to 0), times STAIN_SCALE: per-image
-        stain normalisation. A change of brightness, contrast or colour balance (any x -> a x + b
-        per channel, a > 0, short of clipping) leaves the output as it was."""
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
-        def call(self, x):
-            mean = ops.mean(x, axis=(1, 2), keepdims=True)
-            spread = ops.maximum(ops.std(x, axis=(1, 2), keepdims=True), 1.0)
-            return (x - mean) / spread * STAIN_SCALE
 
-    _LAYERS.update(CellCrop=register(), FlipStack=FlipStack, FlipMean=FlipMean, StainNormalise=StainNormalise)
-    return _LAYERS
+def network_of(model):
+    """The network inside a kit model: cell crops (batch, S, S, 3), 0..255 -> probabilities.
+    A network (`build_network`) is its own. Training it trains the model: they share the weights."""
+    inner = _models_inside(model)
+    if len(inner) == 2:  # the base and the head: this is a network
+        return model
+    if len(inner) == 1 and len(_models_inside(inner[0])) == 2:
+        return inner[0]
+    raise ModelFileError(f"{model.name}: not a HematoVision model (no network of a base and a head inside).")
+
+
+class Parts(NamedTuple):
+    """The layers of a kit network, in the order they run."""
+
+    preprocess: Any  # Rescaling to MobileNetV2's -1..1
+    base: Any  # MobileNetV2 without its top
+    pool: Any  # GlobalAveragePooling2D: (batch, h, w, channels) -> (batch, channels)
+    head: Any  # Sequential: Dropout, Dense softmax
+
+
+def parts_of(model) -> Parts:
+    """The preprocessing, base, pooling and head of a kit model (or network), found by their types."""
+    import keras
+
+    network = network_of(model)
+    layers = [layer for layer in network.layers if not isinstance(layer, keras.layers.InputLayer)]
+    kinds = (keras.layers.Rescaling, keras.Model, keras.layers.GlobalAveragePooling2D, keras.Sequential)
+    if len(layers) != 4 or not all(isinstance(layer, kind) for layer, kind in zip(layers, kinds)):
+        raise ModelFileError(f"{network.name}: not laid out as a kit network (rescaling, base, pooling, head).")
+    return Parts(*layers)
+
+
+def base_of(model):
+    """The MobileNetV2 base inside a kit model (or network)."""
+    return parts_of(model).base
+
+
+def head_of(model):
+    """The head of a kit model (or network): pooled features (batch, channels) -> probabilities."""
+    return parts_of(model).head
+
+
+def features_of(model):
+    """A model sharing the network's layers: cell crops (batch, S, S, 3) -> pooled features (batch, channels)."""
+    import keras
+
+    network = network_of(model)
+    return keras.Model(network.input, parts_of(network).pool.output, name="features")
 
 
 def input_size(model) -> tuple[int, int]:
@@ -178,82 +186,36 @@ def input_size(model) -> tuple[int, int]:
     return tuple(int(d) for d in model.input_shape[1:3])
 
 
-def crops(model) -> bool:
-    """True when the model crops around the white cell itself."""
-    return any(layer.name == "cell_crop" for layer in model.layers)
+def network_size(model) -> int:
+    """Side of the square crops the network inside a kit model sees."""
+    return int(network_of(model).input_shape[1])
 
 
-def flips(model) -> bool:
-    """True when the model averages its predictions over flipped views (`build(flips=True)`)."""
-    return any(layer.name == "flip_stack" for layer in model.layers)
+def is_cropping(model) -> bool:
+    """Whether the model crops around the white cell itself."""
+    from .layers import CellCrop
+
+    return any(isinstance(layer, CellCrop) for layer in model.layers)
 
 
-def stain_normalises(model) -> bool:
-    """True when the model standardises each image's colours itself (`build(stain_norm=True)`)."""
-    return type(model.get_layer("mobilenetv2_preprocess")).__name__ == "StainNormalise"
+def is_flipping(model) -> bool:
+    """Whether the model averages its predictions over four flipped views."""
+    from .layers import FlipStack
+
+    return any(isinstance(layer, FlipStack) for layer in model.layers)
 
 
 def network_view(model, images):
-    """What the base sees: images (batch, H, W, 3) at the input size -> (batch, S, S, 3), 0..255."""
-    return model.get_layer("cell_crop")(images) if crops(model) else images
+    """What the network sees: images (batch, H, W, 3) at the input size -> (batch, S, S, 3), 0..255."""
+    from .layers import CellCrop
 
-
-def base_of(model):
-    """The nested MobileNetV2 base of a kit model."""
-    return model.get_layer(BASE_NAME)
-
-
-def feature_extractor(model):
-    """A model sharing `model`'s layers that maps images to pooled features (batch, channels)
-    (of the image as it is, for a model with `flips`)."""
-    import keras
-
-    if not flips(model):
-        return keras.Model(model.input, model.get_layer("pool").output, name="features")
-    x = network_view(model, model.input)
-    return keras.Model(model.input, network_of(model, pooled=True)(x), name="features")
-
-
-def network_of(model, pooled: bool = False):
-    """A model sharing `model`'s layers after the crop: network-view images (batch, S, S, 3), 0..255
-    -> probabilities (batch, classes), or pooled features (batch, channels) with `pooled`.
-
-    For a cropping model this is what training sees when the crops are cached; for other models
-    it is the model itself (or its feature extractor). It never flips: a model with `flips`
-    trains on one view per image and averages the four views only when it predicts.
-    """
-    import keras
-
-    if not crops(model) and not flips(model):
-        return feature_extractor(model) if pooled else model
-    base = base_of(model)
-    inputs = keras.Input(base.input_shape[1:], name="cell")
-    x = model.get_layer("mobilenetv2_preprocess")(inputs)
-    x = model.get_layer("pool")(base(x, training=False))
-    if pooled:
-        return keras.Model(inputs, x, name="cell_features")
-    x = model.get_layer("classifier")(model.get_layer("dropout")(x))
-    return keras.Model(inputs, x, name="cell_network")
+    croppers = [layer for layer in model.layers if isinstance(layer, CellCrop)]
+    return croppers[0](images) if croppers else images
 
 
 def with_flips(network):
-    """A model averaging `network`'s predictions over the four flips of its input, as a model built
-    with `flips=True` does: for scoring a single-view network (`network_of`) the way the kit predicts."""
-    import keras
-
-    layers = register_layers()
-    inputs = keras.Input(network.input_shape[1:], name="views")
-    outputs = layers["FlipMean"](name="flip_mean")(network(layers["FlipStack"](name="flip_stack")(inputs)))
-    return keras.Model(inputs, outputs, name=f"{network.name}_flips")
-
-
-def head_of(model):
-    """A model sharing `model`'s dropout and classifier layers that maps features to probabilities."""
-    import keras
-
-    features = keras.Input(model.get_layer("pool").output.shape[1:], name="features")
-    x = model.get_layer("dropout")(features)
-    return keras.Model(features, model.get_layer("classifier")(x), name="head")
+    """`network` averaged over the four flips of its input, as a kit model with `flips` predicts."""
+    return assemble(network, crop=False, flips=True)
 
 
 def describe(model) -> str:
@@ -267,16 +229,11 @@ def describe(model) -> str:
             f"whole model: {total:,} parameters, {trainable:,} trainable ({trainable / total:.1%})")
 
 
-def unfreeze_top(model, n_layers: int | None) -> int:
-    """Make the top `n_layers` layers of the base (None: all) trainable, BatchNorm excepted;
-    return how many layers with weights that made trainable.
-
-    BatchNorm layers stay frozen (and in inference mode): with small batches their statistics
-    would otherwise drift and undo what the base learned on ImageNet.
-    """
+def unfreeze(base, n_layers: int | None = None) -> int:
+    """Make the top `n_layers` layers of `base` (None: all) trainable, BatchNorm excepted; return
+    how many layers with weights that made trainable. Takes effect at the next `compile`."""
     from keras import layers
 
-    base = base_of(model)
     base.trainable = True
     n_layers = len(base.layers) if n_layers is None else max(0, min(n_layers, len(base.layers)))
     cut = len(base.layers) - n_layers
@@ -309,9 +266,6 @@ class ModelInfo:
         self.input_size = list(self.input_size or (SMEAR_SIZE if self.crop else (self.image_size,) * 2))
         if self.crop and self.preprocessing == PREPROCESSING:
             self.preprocessing = CROP_PREPROCESSING
-        if self.config.get("stain_norm") and self.preprocessing in (PREPROCESSING, CROP_PREPROCESSING):
-            self.preprocessing = self.preprocessing.replace(
-                "maps x -> x/127.5 - 1 (MobileNetV2)", "standardises each channel on its own mean and spread")
 
     @classmethod
     def from_dict(cls, d: dict, source: str) -> "ModelInfo":
@@ -380,9 +334,15 @@ def load(path: str | Path, class_names: tuple[str, ...] = CLASS_NAMES, safe_mode
     """
     import keras
 
-    register_layers()  # the kit's layers must be known to Keras before loading
+    from . import layers  # noqa: F401 - registers the kit's layers with Keras before loading
+
     path = Path(path)
     info = read_info(path)
+    if info.format_version < FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: saved by an earlier version of the kit (model format {info.format_version}, this kit "
+            f"reads {FORMAT_VERSION}), whose layers were laid out differently. Train it again: "
+            "`python -m hematolib train`, or notebooks 03 and 04.")
     if list(info.class_names) != list(class_names):
         raise ModelFileError(f"{path}: the model predicts {info.class_names}, not the expected "
                              f"{list(class_names)}.")

@@ -76,22 +76,40 @@ def image_row(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
 
 
 def history(*histories, title: str = "Training curves"):
-    """Loss and accuracy per epoch for one or more `train.History` (stages are chained)."""
+    """Loss and accuracy per epoch for one or more Keras `fit` histories or `train.History`
+    (stages are chained)."""
     fig, axes = _figure(10, 3.5, ncols=2)
     offset = 0
     for h in histories:
-        epochs = np.arange(offset + 1, offset + h.epochs + 1)
+        metrics = h.metrics if hasattr(h, "stage") else h.history
+        stage = h.stage if hasattr(h, "stage") else ""
+        n = len(metrics["loss"])
+        epochs = np.arange(offset + 1, offset + n + 1)
         for ax, key in zip(axes[0], ("loss", "accuracy")):
-            ax.plot(epochs, h.metrics[key], "o-", ms=3, label=f"{h.stage} train")
-            if f"val_{key}" in h.metrics:
-                ax.plot(epochs, h.metrics[f"val_{key}"], "s--", ms=3, label=f"{h.stage} validation")
-        offset += h.epochs
+            ax.plot(epochs, metrics[key], "o-", ms=3, label=f"{stage} train".strip())
+            if f"val_{key}" in metrics:
+                ax.plot(epochs, metrics[f"val_{key}"], "s--", ms=3, label=f"{stage} validation".strip())
+        offset += n
     for ax, key in zip(axes[0], ("loss", "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def learning_rate(schedule, steps: int, title: str = "Learning rate"):
+    """A Keras learning-rate schedule over `steps` training steps."""
+    fig, axes = _figure(6, 2.8)
+    ax = axes[0, 0]
+    at = np.unique(np.linspace(0, steps - 1, 200).round().astype(int))  # 200 points draw the curve
+    ax.plot(at, [float(schedule(int(step))) for step in at])
+    ax.set_xlabel("training step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

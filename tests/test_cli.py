@@ -48,12 +48,11 @@ def test_train_uses_every_cell_unless_told_to_hold_some_out_and_can_turn_flips_o
 
     monkeypatch.setattr(recipe, "run", fake_run)
     monkeypatch.setattr(cli, "_dataset", lambda args: None)
-    for argv in (["train"], ["train", "--no-flips"], ["train", "--holdout"], ["train", "--stain-norm"]):
+    for argv in (["train"], ["train", "--no-flips"], ["train", "--holdout"]):
         with pytest.raises(Stop):
             cli.cmd_train(cli.build_parser().parse_args(argv))
-    assert [c.flips for c in seen] == [True, False, True, True]
-    assert [c.val_fraction for c in seen] == [0.0, 0.0, 0.2, 0.0] and {c.schedule for c in seen} == {"cosine"}
-    assert [c.stain_norm for c in seen] == [False, False, False, True]
+    assert [c.flips for c in seen] == [True, False, True]
+    assert [c.val_fraction for c in seen] == [0.0, 0.0, 0.2]
 
 
 def test_predict_with_missing_model_explains(tmp_path, synthetic_root):

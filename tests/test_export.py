@@ -31,12 +31,3 @@ def test_a_model_with_flips_exports_to_tflite_with_the_same_outputs(weights_dir,
     probs = lite.probabilities(image)
     assert probs.shape == (4,)
     np.testing.assert_allclose(probs, model(image[None]).numpy()[0], atol=1e-4)
-
-
-@pytest.mark.real_data
-def test_a_stain_normalised_model_exports_to_tflite_with_the_same_outputs(weights_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
-    model = mdl.build(alpha=0.35, image_size=64, crop=True, flips=True, stain_norm=True)
-    lite = export.TFLiteModel(export.to_tflite(model, tmp_path / "s.tflite"))
-    image = smear_with_nucleus(120, 90).astype("float32")
-    np.testing.assert_allclose(lite.probabilities(image), model(image[None]).numpy()[0], atol=1e-4)

@@ -67,7 +67,7 @@ def test_synthetic_white_cells_are_found(synthetic_root):
 
 def test_cropping_model_takes_whole_smears_and_saves_and_loads_in_safe_mode(tmp_path):
     model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
-    assert mdl.input_size(model) == (240, 320) and mdl.crops(model)
+    assert mdl.input_size(model) == (240, 320) and mdl.is_cropping(model)
     images = np.stack([smear_with_nucleus(60, 250), smear_with_nucleus(180, 40)]).astype("float32")
     view = np.asarray(mdl.network_view(model, images))
     assert view.shape == (2, 64, 64, 3)

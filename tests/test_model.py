@@ -106,12 +106,13 @@ def test_model_maps_rgb_images_to_class_probabilities(small_model):
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
     assert not mdl.base_of(small_model).trainable
     assert [w.name for w in small_model.trainable_weights] == ["kernel", "bias"]
+    assert mdl.head_of(small_model).trainable_weights == small_model.trainable_weights
 
 
 def test_unfreeze_top_keeps_batchnorm_frozen_and_lower_layers_fixed():
     model = mdl.build(alpha=0.35, image_size=SIZE, weights=None)
     base = mdl.base_of(model)
-    n = mdl.unfreeze_top(model, 20)
+    n = mdl.unfreeze(mdl.base_of(model), 20)
     trainable = [l for l in base.layers if l.trainable and l.weights]
     assert n == len(trainable) > 0
     assert all(not isinstance(l, keras.layers.BatchNormalization) for l in trainable)
@@ -122,8 +123,8 @@ def test_unfreeze_top_keeps_batchnorm_frozen_and_lower_layers_fixed():
 @pytest.mark.filterwarnings("error::UserWarning")  # e.g. keras: input structure does not match
 def test_batchnorm_stays_in_inference_mode_after_unfreezing():
     model = mdl.build(alpha=0.35, image_size=SIZE, weights=None)
-    mdl.unfreeze_top(model, 60)
-    features = mdl.feature_extractor(model)
+    mdl.unfreeze(mdl.base_of(model), 60)
+    features = mdl.features_of(model)
     x = batch(4)
     # batch statistics would make training=True differ; the kit's BatchNorm always uses moving stats
     np.testing.assert_allclose(features(x, training=True).numpy(), features(x, training=False).numpy(),
@@ -133,53 +134,26 @@ def test_batchnorm_stays_in_inference_mode_after_unfreezing():
 @pytest.mark.real_data
 def test_flips_average_the_four_views_and_training_sees_one(weights_dir, monkeypatch):
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))  # random weights predict 1/4 everywhere
-    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True, seed=3)
+    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True)
     network = mdl.network_of(model)
     x = batch(3)
     views = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
     expected = np.mean([network(v).numpy() for v in views], axis=0)
     np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mdl.with_flips(network)(x).numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert mdl.flips(model) and not mdl.flips(mdl.build(alpha=0.35, image_size=SIZE, weights=None))
+    assert mdl.is_flipping(model) and not mdl.is_flipping(mdl.build(alpha=0.35, image_size=SIZE, weights=None))
     # the network that training fits predicts one view: not the mean (the views do differ)
     assert np.abs(network(x).numpy() - expected).max() > 1e-4
-    assert mdl.feature_extractor(model)(x).shape == (3, mdl.base_of(model).output_shape[-1])
+    assert mdl.features_of(model)(x).shape == (3, mdl.base_of(model).output_shape[-1])
 
 
 @pytest.mark.real_data
 def test_flips_make_a_model_blind_to_mirroring(weights_dir, monkeypatch):
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
-    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True, seed=4)
+    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True)
     x = batch(2, seed=1)
     for view in (x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]):
         np.testing.assert_allclose(model(np.ascontiguousarray(view)).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.real_data
-def test_stain_normalisation_makes_a_model_blind_to_brightness_contrast_and_colour_cast(weights_dir, monkeypatch):
-    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
-    x = np.random.default_rng(2).uniform(40, 200, (3, SIZE, SIZE, 3)).astype("float32")
-    # another lab's smear: darker, less contrast, a blue cast (per channel x -> a x + b, no clipping)
-    shifted = x * np.array([0.7, 0.8, 1.1], "float32") + np.array([5, -10, 20], "float32")
-    normalised = mdl.build(alpha=0.35, image_size=SIZE, stain_norm=True, seed=6)
-    plain = mdl.build(alpha=0.35, image_size=SIZE, seed=6)
-    assert mdl.stain_normalises(normalised) and not mdl.stain_normalises(plain)
-    np.testing.assert_allclose(normalised(shifted).numpy(), normalised(x).numpy(), rtol=1e-4, atol=1e-5)
-    assert np.abs(plain(shifted).numpy() - plain(x).numpy()).max() > 1e-3  # without it the shift shows
-    # each crop's channels come out centred, with MobileNetV2's usual spread; a blank crop maps to 0
-    seen = normalised.get_layer("mobilenetv2_preprocess")(x).numpy()
-    np.testing.assert_allclose(seen.mean(axis=(1, 2)), 0, atol=1e-4)
-    np.testing.assert_allclose(seen.std(axis=(1, 2)), mdl.STAIN_SCALE, rtol=1e-3)
-    blank = normalised.get_layer("mobilenetv2_preprocess")(np.full((1, SIZE, SIZE, 3), 128, "float32"))
-    assert np.all(np.isfinite(blank)) and np.abs(blank.numpy()).max() == 0
-
-
-def test_stain_normalised_features_are_cached_apart_from_plain_ones():
-    from hematolib.train import feature_store_path
-
-    plain = mdl.build(alpha=0.35, image_size=SIZE, weights=None, seed=1)
-    normalised = mdl.build(alpha=0.35, image_size=SIZE, weights=None, seed=1, stain_norm=True)
-    assert feature_store_path(plain) != feature_store_path(normalised)  # same weights, other inputs
 
 
 # --- save and load -----------------------------------------------------------------------------
@@ -187,20 +161,9 @@ def test_stain_normalised_features_are_cached_apart_from_plain_ones():
 @pytest.mark.real_data
 def test_a_model_with_flips_loads_back_with_them(weights_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
-    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True, seed=5)
+    model = mdl.build(alpha=0.35, image_size=SIZE, flips=True)
     loaded, _ = mdl.load(mdl.save(model, tmp_path / "f.keras", info_for(model)))
-    assert mdl.flips(loaded)
-    np.testing.assert_allclose(loaded(batch()).numpy(), model(batch()).numpy(), rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.real_data
-def test_a_stain_normalised_model_loads_back_normalising(weights_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
-    model = mdl.build(alpha=0.35, image_size=SIZE, stain_norm=True, seed=5)
-    info = info_for(model, config={"stain_norm": True})
-    assert "standardises each channel" in info.preprocessing and "127.5" not in info.preprocessing
-    loaded, loaded_info = mdl.load(mdl.save(model, tmp_path / "s.keras", info))
-    assert mdl.stain_normalises(loaded) and loaded_info.preprocessing == info.preprocessing
+    assert mdl.is_flipping(loaded)
     np.testing.assert_allclose(loaded(batch()).numpy(), model(batch()).numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -291,3 +254,48 @@ def test_lambda_layer_is_refused_by_safe_mode_unless_trusted(tmp_path):
         mdl.load(path)
     loaded, _ = mdl.load(path, safe_mode=False)
     assert loaded(batch()).shape == (2, 4)
+
+
+# --- the kit's layers and its model format ------------------------------------------------------
+
+def test_the_kits_layers_are_importable_and_registered_with_keras():
+    import keras
+
+    from hematolib import layers
+
+    for cls in (layers.CellCrop, layers.FlipStack, layers.FlipMean):
+        assert keras.saving.get_registered_object(f"hematolib>{cls.__name__}") is cls
+    model = mdl.build(alpha=0.35, image_size=SIZE, weights=None, crop=True, flips=True)
+    assert [type(l) for l in model.layers[1:3]] == [layers.CellCrop, layers.FlipStack]
+    assert mdl.is_cropping(model) and mdl.is_flipping(model) and not mdl.is_cropping(mdl.network_of(model))
+    assert mdl.parts_of(model).base is mdl.base_of(mdl.network_of(model))
+
+
+def test_a_model_saved_by_an_earlier_kit_is_refused_with_what_to_do(small_model, tmp_path):
+    info = info_for(small_model)
+    info.format_version = 1
+    path = mdl.save(small_model, tmp_path / "old.keras", info)
+    with pytest.raises(mdl.ModelFileError, match=r"earlier version of the kit \(model format 1.*Train it again"):
+        mdl.load(path)
+
+
+def test_grad_cam_is_not_flat_where_the_model_is_certain():
+    """On the class score before softmax; the softmax probability's gradient vanishes when certain."""
+    import tensorflow as tf
+
+    from hematolib.explain import grad_cam
+
+    model = mdl.build(alpha=0.35, image_size=SIZE, weights=None)
+    dense = mdl.head_of(model).layers[-1]
+    kernel = np.random.default_rng(0).normal(size=dense.kernel.shape).astype("float32")
+    dense.set_weights([kernel, np.array([300.0, 0, 0, 0], "float32")])  # class 0 at probability 1.0
+    x = batch(1)
+    assert model(x).numpy()[0, 0] > 0.99
+    _, cam = grad_cam(model, x[0])
+    assert cam.max() == pytest.approx(1.0) and cam.std() > 0.05
+    parts = mdl.parts_of(model)  # the same map from the probability: nothing left to see
+    with tf.GradientTape() as tape:
+        conv = parts.base(parts.preprocess(x), training=False)
+        tape.watch(conv)
+        p = parts.head(parts.pool(conv))[:, 0]
+    assert np.abs(tape.gradient(p, conv).numpy()).max() == 0
