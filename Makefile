@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install course test lab demo exercises benchmark clean
+.PHONY: help install course test lab demo exercises benchmark figure clean
 
 help:
 	@echo "make course     run the six notebooks in order (executed copies in build/course/)"
@@ -15,7 +15,8 @@ help:
 	@echo "make demo       the classify widget as a web page (Voila on 127.0.0.1)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make benchmark  kit recipe vs tutorial recipe on the full data (ARGS=--quick: a few minutes;"
-	@echo "                ARGS=--readme: put the table in README.md, the figures in benchmarks/)"
+	@echo "                ARGS=--readme: keep the figures in benchmarks/, the tables in README and model card)"
+	@echo "make figure     the README's picture (docs/images/cells.png) from the course's model"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ demo: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/benchmark.py $(ARGS)
+
+figure: $(STAMP)
+	$(PY) tools/make_figure.py
 
 exercises: $(STAMP)
 	$(PY) tools/make_exercises.py

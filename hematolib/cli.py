@@ -132,8 +132,11 @@ def _json_or_text(value: str):
 
 def cmd_course(args) -> int:
     """Run the notebooks in order and print the results summary."""
+    import os
+
     from . import course
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the notebooks' kernels: TensorFlow's C++ notes stay out
     params = {k: _json_or_text(v) for k, v in args.param}
     timings = course.run(Path(args.out), params, only=args.only)
     print(course.summary(timings))

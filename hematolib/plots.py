@@ -327,3 +327,28 @@ def missed_cells(missed: Sequence[Mapping], records: Sequence[ImageRecord], per_
                                f"{cell['right']}/{cell['images']} right", fontsize=7, color="darkred")
     fig.tight_layout()
     return fig
+
+
+def explained_cells(model, records: Sequence[ImageRecord]):
+    """For each record: the smear with the box the model crops, and its Grad-CAM over the crop,
+    titled with the true class, the prediction and its confidence."""
+    from .explain import grad_cam, overlay
+    from .images import read_image
+    from .inference import Predictor
+
+    predictor = Predictor(model)
+    fig, axes = _figure(2.6 * len(records), 5.0, ncols=len(records), nrows=2)
+    for col, record in enumerate(records):
+        image = predictor.preprocess(read_image(record.path)[0])[0]
+        probs = predictor.probabilities(image.astype(np.uint8))
+        view, cam = grad_cam(model, image)
+        boxed, _ = _boxed_and_crop(image.astype(np.uint8), 64)
+        for row, shown in enumerate((boxed, overlay(view, cam))):
+            axes[row, col].imshow(np.asarray(shown).astype(np.uint8))
+            axes[row, col].axis("off")
+        axes[0, col].set_title(f"{record.class_name.title()} ({record.path.name})", fontsize=8)
+        axes[1, col].set_title(f"predicted {CLASS_NAMES[int(probs.argmax())].title()} ({probs.max():.0%})",
+                               fontsize=8)
+    fig.tight_layout()
+    return fig
+

@@ -183,14 +183,17 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") ->
     return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}).{aside}"
 
 
-def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report]):
-    """The metadata to save with a model trained by this recipe.
+def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report], fine_tuned: bool = True):
+    """The metadata to save with a model trained by this recipe (`fine_tuned=False`: validation kept
+    the head-only model, so the metadata says no fine-tuning).
 
     A refit (`config.val_fraction` 0) has no validation cells of its own; a VALIDATION report
     given for it is the held-out run's of the same recipe, and its metrics say so.
     """
     from . import model as mdl
 
+    if not fine_tuned:
+        config = Config.from_dict(config.to_dict(), fine_tune_epochs=0)
     metrics = {k: r.to_dict() for k, r in reports.items()}
     if not config.val_fraction and "VALIDATION" in metrics:
         metrics["VALIDATION"]["estimated_by"] = REFIT_ESTIMATE

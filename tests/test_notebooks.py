@@ -66,11 +66,12 @@ def test_notebook_structure(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_code_cells_are_thin(path):
+def test_code_cells_are_short_and_define_nothing(path):
+    """A cell is read in one glance: the Keras a notebook teaches fits in one; plumbing is in hematolib."""
     for cell in load(path).cells:
         if cell.cell_type == "code" and "google.colab" not in cell.source:
             lines = [l for l in cell.source.splitlines() if l.strip() and not l.lstrip().startswith("#")]
-            assert len(lines) <= 12, f"a long cell belongs in hematolib:\n{cell.source}"
+            assert len(lines) <= 14, f"a long cell belongs in hematolib or in two cells:\n{cell.source}"
             assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions belong in hematolib"
 
 
@@ -116,17 +117,19 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     assert "batch: (8, 96, 96, 3) float32 | labels: (8,) int32" in augment
     build = text_outputs(out / "03_build_mobilenetv2.ipynb")
     assert "cells on both sides: set()" in build
-    assert "random split (leaky)" in build and "grouped by original cell" in build
+    assert "random split (leaky)" in build and "grouped by cell" in build and "head: epoch 3/3" in build
     head = read_info(models / "hematovision_head.keras")
     assert head.image_size == 96 and head.config["per_class"] == 24 and "VALIDATION" in head.metrics
-    tuned = read_info(models / "hematovision.keras")  # the refit: every cell, the held-out run's estimate
+    tuned = read_info(models / "hematovision.keras")  # the held-out run (REFIT is off by default)
     tuning = text_outputs(out / "04_fine_tuning.ipynb")
-    assert "unfroze" in tuning and tuned.image_size == 96 and tuned.config["per_class"] == 24
-    # Keras printed a line per epoch ("3/3 - 10s - 3s/step - accuracy: ..."; no "Epoch 1/1" for a
-    # single epoch): no live bar whose every redraw the saved copy would keep
-    assert "\b" not in tuning and re.search(r"\d+/\d+ - \d+s - \d+m?s/step - accuracy: ", tuning)
+    assert "0 layers with weights trainable" in tuning and "52 layers with weights trainable" in tuning
+    assert tuned.image_size == 96 and tuned.config["per_class"] == 24
+    # the kit's Progress callback printed the epoch and the time left: no live bar whose every
+    # redraw the saved copy would keep
+    assert "\b" not in tuning and re.search(r"fine-tuning: epoch 1/1 .* s/epoch, 0 s left", tuning)
     assert tuned.config["fine_tune_epochs"] == (1 if "Keeping the fine-tuned model" in tuning else 0)
-    assert tuned.config["val_fraction"] == 0.0 and "held out" in tuned.metrics["VALIDATION"]["estimated_by"]
+    assert tuned.config["val_fraction"] == 0.2
+    assert "VALIDATION" in tuned.metrics and "estimated_by" not in tuned.metrics["VALIDATION"]
     results = json.loads((models / "evaluation.json").read_text())
     assert results["TEST"]["n_images"] == 96 and results["TEST_SIMPLE"]["n_images"] == 71
     assert 0 <= results["TEST"]["ci_low"] <= results["TEST"]["accuracy"] <= results["TEST"]["ci_high"] <= 1
