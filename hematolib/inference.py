@@ -25,6 +25,7 @@ class Prediction:
     seconds: float
     notes: list[str] = field(default_factory=list)
     uncertain_below: float = UNCERTAIN_BELOW
+    unfamiliar: bool = False  # its features lie far from every training cell's (`familiar`)
 
     @property
     def uncertain(self) -> bool:
@@ -33,7 +34,7 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return {"image": self.name, "class": self.class_name, "confidence": self.confidence,
-                "uncertain": self.uncertain, "probabilities": self.probabilities,
+                "uncertain": self.uncertain, "unfamiliar": self.unfamiliar, "probabilities": self.probabilities,
                 "seconds": self.seconds, "notes": self.notes}
 
 
@@ -41,18 +42,23 @@ class Predictor:
     """Wraps a kit model for single-image prediction; build once, call many times."""
 
     def __init__(self, model, class_names=CLASS_NAMES, uncertain_below: float = UNCERTAIN_BELOW,
-                 info=None):
+                 info=None, familiarity=None):
+        import keras
         import tensorflow as tf
 
-        from .model import input_size
+        from .model import features_of, input_size, network_view
 
         self.model = model
         self.input_size = input_size(model)  # (height, width) the model takes
         self.class_names = tuple(class_names)
         self.uncertain_below = uncertain_below
         self.info = info
+        self.familiarity = familiarity
+        images = keras.Input((*self.input_size, 3))
+        featurizer = keras.Model(images, features_of(model)(network_view(model, images)))
         spec = tf.TensorSpec((None, *self.input_size, 3), tf.float32)
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._forward = tf.function(lambda x: (model(x, training=False), featurizer(x, training=False)),
+                                    input_signature=[spec])
         self._forward(tf.zeros((1, *self.input_size, 3)))  # trace now, not on the first image
 
     @classmethod
@@ -60,8 +66,11 @@ class Predictor:
         """Load a saved model (default models/hematovision.keras) with its metadata checks."""
         from .model import load
 
-        model, info = load(path or default_model_path())
-        return cls(model, info.class_names, info=info, **kwargs)
+        from . import familiar
+
+        path = path or default_model_path()
+        model, info = load(path)
+        return cls(model, info.class_names, info=info, familiarity=familiar.read(path), **kwargs)
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         """Resize an RGB uint8 (H, W, 3) image as training did: float32 (1, height, width, 3), 0..255."""
@@ -72,7 +81,7 @@ class Predictor:
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
         """Class probabilities of one RGB image, float (classes,)."""
-        return self._forward(self.preprocess(rgb)).numpy()[0]
+        return self._forward(self.preprocess(rgb))[0].numpy()[0]
 
     def predict_array(self, rgb: np.ndarray, name: str = "image",
                       notes: list[str] | None = None) -> Prediction:
@@ -81,7 +90,7 @@ class Predictor:
         from .locate import stain_floor, stained_area
 
         start = time.perf_counter()
-        probs = self.probabilities(rgb)
+        probs, features = (t.numpy()[0] for t in self._forward(self.preprocess(rgb)))
         seconds = time.perf_counter() - start
         best = int(probs.argmax())
         notes = list(notes or [])
@@ -90,9 +99,19 @@ class Predictor:
             notes.append(f"{Path(name).name}: hardly any purple nucleus stain ({stain} pixels in "
                          f"{rgb.shape[1]}x{rgb.shape[0]}), so the white cell is probably cut off, missing or "
                          "too small to see, and the label is a guess.")
+        unfamiliar = False
+        if self.familiarity is not None:
+            distance = float(self.familiarity.distance(features[None])[0])
+            unfamiliar = distance > self.familiarity.threshold
+            if unfamiliar:
+                notes.append(f"{Path(name).name}: unlike the cells this model was trained on (distance {distance:.1f}; "
+                             f"{self.familiarity.quantile:.0%} of its validation cells lie within "
+                             f"{self.familiarity.threshold:.1f}). Another lab, stain or microscope, or not a "
+                             "white cell: the label is not to be trusted.")
         return Prediction(name=name, class_name=self.class_names[best], confidence=float(probs[best]),
                           probabilities={c: float(p) for c, p in zip(self.class_names, probs)},
-                          seconds=seconds, notes=notes, uncertain_below=self.uncertain_below)
+                          seconds=seconds, notes=notes, uncertain_below=self.uncertain_below,
+                          unfamiliar=unfamiliar)
 
     def predict_bytes(self, data: bytes, name: str = "image") -> Prediction:
         """Decode and classify untrusted bytes; raises images.ImageDecodeError for bad input."""

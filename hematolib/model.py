@@ -281,11 +281,12 @@ def metadata_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save(model, path: str | Path, info: ModelInfo) -> Path:
+def save(model, path: str | Path, info: ModelInfo, extras: dict[str, bytes] | None = None) -> Path:
     """Save `model` and its metadata atomically: an interrupted save leaves the old model intact.
 
-    The model is written to a temporary file in the same folder, the metadata is added inside
-    it, and one rename puts it in place; the readable `name.json` sidecar follows.
+    The model is written to a temporary file in the same folder, the metadata (and any `extras`,
+    name -> bytes, such as `familiar.ENTRY`) are added inside it, and one rename puts it in place;
+    the readable `name.json` sidecar follows.
     """
     path = Path(path)
     if path.suffix != ".keras":
@@ -297,6 +298,8 @@ def save(model, path: str | Path, info: ModelInfo) -> Path:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_ENTRY, text)
+            for name, data in (extras or {}).items():
+                zf.writestr(name, data)
     write_text_atomic(metadata_path(path), text)
     return path
 

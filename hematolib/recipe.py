@@ -13,6 +13,7 @@ import numpy as np
 from .config import Config, default_model_path
 from .data import Dataset, cap_per_class, fingerprint, split_by_original
 from .evaluate import Report, evaluate_records
+from .familiar import ENTRY, of_model
 from .train import History, fine_tune, fit_head
 
 QUICK = Config(per_class=60, head_epochs=10, fine_tune_epochs=0)  # about a minute on a laptop CPU
@@ -94,7 +95,8 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     reports["TEST"] = evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed), "TEST")[0]
     if ds.test_simple:
         reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
-    path = mdl.save(model, out, model_info(config, ds, train, reports)) if out is not None else None
+    familiarity = {ENTRY: of_model(model, train, val).to_bytes()} if val else None  # a refit has no cells to calibrate on
+    path = mdl.save(model, out, model_info(config, ds, train, reports), extras=familiarity) if out is not None else None
     return RecipeResult(model, path, reports, trained.histories, trained.seconds)
 
 
@@ -146,13 +148,14 @@ def keep_better(tuned, tuned_report: Report, head_path: str | Path, head_report:
                                f"{head_report.accuracy:.1%}): keeping the head-only model.")
 
 
-def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") -> tuple[bool, str]:
+def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION", familiarity=None) -> tuple[bool, str]:
     """Save unless the model already at `path` scored better on `metric` over the same cells; says
     what it did.
 
     Rerunning a notebook with a worse result then never silently replaces a better model. A model
     scored on other cells (another seed or split, or an older kit's leaky one) cannot be compared:
-    it is replaced, and kept beside it as `<name>.previous.keras`.
+    it is replaced, and kept beside it as `<name>.previous.keras`. `familiarity`
+    (`hl.familiar.of_model`) is stored with the model, so predictions can flag unfamiliar images.
     """
     import shutil
 
@@ -179,7 +182,7 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION") ->
                     shutil.copyfile(src, tmp)
         aside = (f" The model it replaces was scored on other {metric.lower()} cells ({old['accuracy']:.1%}), "
                  f"so the two cannot be compared; it is now {previous.name}.")
-    mdl.save(model, path, info)
+    mdl.save(model, path, info, extras={ENTRY: familiarity.to_bytes()} if familiarity is not None else None)
     return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}).{aside}"
 
 

@@ -1,0 +1,73 @@
+"""Flagging images unlike the training cells: the distance, its calibrated threshold, storage, and
+what a prediction says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hematolib import familiar
+
+
+def cells(n, seed, shift=0.0):
+    """Features of one 'lab': 40 channels varying mostly along 5 directions."""
+    rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(0).normal(size=(5, 40))
+    return rng.normal(size=(n, 5)) * [5, 4, 3, 2, 1] @ basis + rng.normal(scale=0.1, size=(n, 40)) + shift
+
+
+def test_the_threshold_flags_the_share_of_validation_cells_asked_and_foreign_ones_mostly():
+    known = familiar.fit(cells(2000, 1), cells(1000, 2), components=5, quantile=0.95)
+    assert known.unfamiliar(cells(1000, 2)).mean() == pytest.approx(0.05, abs=0.002)  # by construction
+    assert known.unfamiliar(cells(4000, 3)).mean() == pytest.approx(0.05, abs=0.02)  # new cells, same lab
+    assert known.unfamiliar(cells(1000, 4, shift=3.0)).mean() > 0.95  # another lab: shifted features
+    stricter = familiar.fit(cells(2000, 1), cells(1000, 2), components=5, quantile=0.99)
+    assert stricter.threshold > known.threshold and stricter.unfamiliar(cells(4000, 3)).mean() < 0.03
+
+
+def test_the_distance_counts_spreads_not_raw_units():
+    known = familiar.fit(cells(2000, 1), cells(500, 2), components=5)
+    along_wide = known.mean + 10 * known.components[0] * np.sqrt(known.variances[0])
+    along_narrow = known.mean + 10 * known.components[4] * np.sqrt(known.variances[4])
+    np.testing.assert_allclose(known.distance(np.stack([along_wide, along_narrow])), [10, 10], rtol=1e-6)
+    outside = np.linalg.svd(known.components)[2][-1]  # a direction the training cells hardly moved in
+    assert known.distance((known.mean + outside)[None])[0] > 5  # one unit there is many spreads
+
+
+def test_familiarity_round_trips_through_bytes():
+    known = familiar.fit(cells(300, 1), cells(100, 2), components=4)
+    again = familiar.Familiarity.from_bytes(known.to_bytes())
+    np.testing.assert_array_equal(again.distance(cells(50, 5)), known.distance(cells(50, 5)))
+    assert (again.threshold, again.quantile) == (known.threshold, known.quantile)
+
+
+def test_a_threshold_that_cannot_be_calibrated_is_refused():
+    with pytest.raises(ValueError, match="between 0 and 1; got 1.0"):
+        familiar.fit(cells(100, 1), cells(100, 2), quantile=1.0)
+    with pytest.raises(ValueError, match="at least 10 validation images; got 3"):
+        familiar.fit(cells(100, 1), cells(3, 2))
+
+
+def test_a_prediction_says_when_an_image_is_unfamiliar(tmp_path, synthetic_root):
+    """Stored with the model, read back by the predictor, flagged in the prediction's notes."""
+    from hematolib import cache, inference, model as mdl, recipe
+    from hematolib.data import load_dataset
+    from hematolib.images import read_image
+
+    ds = load_dataset(synthetic_root)
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    known = familiar.fit(cache.features(model, ds.train), cache.features(model, ds.test), components=8)
+    info = mdl.ModelInfo(class_names=list(mdl.CLASS_NAMES), image_size=64, alpha=0.35, crop=True,
+                         metrics={"VALIDATION": {"accuracy": 0.5, "cells": "x"}})
+    path = tmp_path / "m.keras"
+    assert recipe.save_if_better(model, path, info, familiarity=known)[0]
+    predictor = inference.Predictor.from_file(path)
+    assert predictor.familiarity.threshold == known.threshold
+    cell = predictor.predict_array(read_image(ds.test[0].path)[0], "cell.png")
+    noise = predictor.predict_array(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8),
+                                    "noise.png")
+    assert not cell.unfamiliar and not any("unlike the cells" in n for n in cell.notes)
+    assert noise.unfamiliar and any("noise.png: unlike the cells this model was trained on" in n for n in noise.notes)
+    assert noise.to_dict()["unfamiliar"] is True
+    plain = inference.Predictor(model)  # no familiarity stored: nothing is flagged
+    assert not plain.predict_array(np.zeros((240, 320, 3), np.uint8)).unfamiliar
