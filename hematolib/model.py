@@ -259,6 +259,7 @@ class ModelInfo:
     synthetic_data: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    credits: list[str] = field(default_factory=list)  # of the datasets it was trained on, with their licences
     created: str = ""
     format_version: int = FORMAT_VERSION
 

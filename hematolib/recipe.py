@@ -246,7 +246,8 @@ def load_or_train(path: str | Path | None = None, ds: Dataset | None = None, con
         train, val = split(ds, config)
         trained = fit(train, val, config, verbose=verbose)
         reports = {"VALIDATION": evaluate_records(trained.model, val, "VALIDATION")[0]} if val else {}
-        mdl.save(trained.model, path, model_info(config, ds, train, reports))
+        familiarity = {ENTRY: of_model(trained.model, train, val).to_bytes()} if val else None
+        mdl.save(trained.model, path, model_info(config, ds, train, reports), extras=familiarity)
     model, info = mdl.load(path)
     cap = info.config.get("per_class")
     print(f"Loaded {path}" + (f" (a quick model: trained on at most {cap} images per class)" if cap else ""))

@@ -1,0 +1,118 @@
+"""`make benchmark-labs`: a model trained on the Kaggle lab alone against one trained on both labs
+(Kaggle and PBC), each scored on validation and held-out cells of both labs, with the share of
+images each flags as unlike its training cells.
+
+Both run the kit's default recipe with a fifth of each lab's cells held out for validation
+(PBC: 60% train, 20% validation, 20% test, by cell). Which becomes the default is decided on the
+validation cells only, by the rule written in docs/second-lab.md before the run; TEST and the PBC
+test cells are scored once, after training, for the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import hematolib as hl
+from hematolib.config import PROJECT_DIR, Config
+
+RESULTS = PROJECT_DIR / "benchmarks" / "second-lab.json"
+
+
+def natural_photos() -> dict[str, list[np.ndarray]]:
+    """Photographs that are not blood smears, from scikit-image's bundled samples (if installed)."""
+    try:
+        from skimage import data
+    except ImportError:
+        return {}
+    names = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+    photos = []
+    for name in names:
+        try:
+            photos.append(np.asarray(getattr(data, name)())[..., :3])
+        except Exception:  # noqa: BLE001 - a sample missing from this version is skipped
+            continue
+    return {"natural photos (scikit-image samples)": photos} if photos else {}
+
+
+def scored(model, name: str, records) -> dict:
+    report = hl.evaluate.evaluate_records(model, records, name)[0]
+    return {"accuracy": report.accuracy, "ci_low": report.ci_low, "ci_high": report.ci_high,
+            "n_images": report.n_images, "n_originals": report.n_originals, "log_loss": report.log_loss,
+            "recall": {c: m["recall"] for c, m in report.per_class.items()}}
+
+
+def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreign: dict) -> dict:
+    """Train the recipe on `train` (validated on `val`), then score every set and the flags."""
+    hl.train.set_seed(config.seed)
+    start = time.perf_counter()
+    trained = hl.recipe.fit(train, val, config, verbose=1)
+    seconds = time.perf_counter() - start
+    model = trained.model
+    familiarity = hl.familiar.of_model(model, train, val)
+    out = {"trained on": name, "train_images": len(train), "train_seconds": seconds,
+           "scores": {set_name: scored(model, set_name, records) for set_name, records in held_out.items()}}
+    flagged = {set_name: float(familiarity.unfamiliar(hl.cache.features(model, records)).mean())
+               for set_name, records in held_out.items()}
+    flagged |= {set_name: float(familiarity.unfamiliar(hl.labs.image_features(model, images)).mean())
+                for set_name, images in foreign.items()}
+    out["flagged_unfamiliar"] = flagged
+    hl.model.save(model, PROJECT_DIR / "build" / "benchmark" / f"{name.replace(' ', '-')}.keras",
+                  hl.recipe.model_info(config, ds, train, {}),
+                  extras={hl.familiar.ENTRY: familiarity.to_bytes()})
+    return out
+
+
+def markdown(results: dict) -> str:
+    """The table: each training choice's accuracy on each set, and the share it flags."""
+    choices = results["choices"]
+    sets = list(choices[0]["scores"])
+    lines = ["| | " + " | ".join(c["trained on"] for c in choices) + " |", "|---|" + "---|" * len(choices)]
+    for s in sets:
+        cells = [f"{c['scores'][s]['accuracy']:.1%} ({c['scores'][s]['ci_low']:.1%}-{c['scores'][s]['ci_high']:.1%})"
+                 for c in choices]
+        lines.append(f"| {s} ({choices[0]['scores'][s]['n_originals']} cells) | " + " | ".join(cells) + " |")
+    for s in choices[0]["flagged_unfamiliar"]:
+        lines.append(f"| flagged unfamiliar: {s} | " + " | ".join(f"{c['flagged_unfamiliar'][s]:.1%}"
+                                                                   for c in choices) + " |")
+    lines.append("| training time (2-core CPU) | " + " | ".join(f"{c['train_seconds'] / 60:.0f} min" for c in choices)
+                 + " |")
+    return "\n".join(lines) + f"\n\nRun {results['date']} on {results['machine']}, `{results['command']}`."
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small run (60 images per class, 1 epoch)")
+    args = parser.parse_args(argv)
+    config = Config(per_class=60, head_epochs=5, fine_tune_epochs=1) if args.quick else Config()
+    ds = hl.data.open_dataset(allow_synthetic=False)
+    pbc = hl.data.cap_per_class(hl.pbc.open_pbc().splits[hl.pbc.SPLIT], config.per_class, config.seed)
+    pbc_train, pbc_val, pbc_test = hl.labs.split_cells(pbc, seed=config.seed)
+    train, val = hl.recipe.split(ds, config)
+    held_out = {"Kaggle validation": val, "PBC validation": pbc_val,
+                "Kaggle TEST": hl.data.cap_per_class(ds.test, config.per_class, config.seed),
+                "PBC test": pbc_test}
+    foreign = {**hl.labs.foreign_images(n=16, seed=0), **natural_photos()}
+    results = {"date": time.strftime("%Y-%m-%d"), "command": "make benchmark-labs" + (" ARGS=--quick" if args.quick else ""),
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, Python {platform.python_version()}",
+               "config": config.to_dict(), "choices": []}
+    for name, tr, va in (("Kaggle only", train, val), ("both labs", train + pbc_train, val + pbc_val)):
+        print(f"== trained on {name}", flush=True)
+        results["choices"].append(run_choice(name, ds, tr, va, config, held_out, foreign))
+    table = markdown(results)
+    print(table)
+    if not args.quick:
+        hl.files.write_text_atomic(RESULTS, json.dumps(results, indent=2, default=float) + "\n")
+        print(f"figures in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Two labs: the second lab's cells split for training, validation and test, each lab scored on
+its own cells, colour matched across labs, and images that belong to no lab."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .data import ImageRecord, labels_of, split_by_original
+
+
+def split_cells(records: Sequence[ImageRecord], seed: int = 0
+                ) -> tuple[list[ImageRecord], list[ImageRecord], list[ImageRecord]]:
+    """A lab's records split by cell, stratified by class: 60% train, 20% validation, 20% test."""
+    rest, test = split_by_original(records, 0.2, seed)
+    train, val = split_by_original(rest, 0.25, seed)
+    return train, val, test
+
+
+def accuracy(head, features: np.ndarray, records: Sequence[ImageRecord]) -> float:
+    """Share of `records` whose features (n, channels) `head` classifies right."""
+    return float(np.mean(head.predict(features, verbose=0).argmax(axis=1) == labels_of(records)))
+
+
+def colour_means(crops: np.ndarray) -> np.ndarray:
+    """Mean R, G, B (3,) over all pixels of crops (n, S, S, 3)."""
+    return np.asarray(crops, np.float64).reshape(-1, 3).mean(axis=0)
+
+
+def match_colour(crops: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Crops (n, S, S, 3) with each crop's mean R, G, B moved to `reference` (3,), float32 0..255:
+    the simplest colour normalisation between labs."""
+    x = np.asarray(crops, np.float32)
+    return np.clip(x - x.mean(axis=(1, 2), keepdims=True) + np.asarray(reference, np.float32), 0, 255)
+
+
+def foreign_images(n: int = 8, seed: int = 0) -> Mapping[str, list[np.ndarray]]:
+    """Images that belong to no lab, RGB uint8 (240, 320, 3) each: drawn smears (the kit's synthetic
+    cells), noise, and flat colours."""
+    from .config import CLASS_NAMES
+    from .synthetic import draw_cell
+
+    rng = np.random.default_rng(seed)
+    drawn = [np.asarray(draw_cell(CLASS_NAMES[i % 4], rng)) for i in range(n)]
+    noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(n)]
+    flat = [np.full((240, 320, 3), rng.integers(0, 256, 3), np.uint8) for _ in range(n)]
+    return {"drawn smears": drawn, "noise": noise, "flat colour": flat}
+
+
+def image_features(model, images: Sequence[np.ndarray]) -> np.ndarray:
+    """Pooled features (n, channels) of RGB images (H, W, 3) as a kit model sees them (resized to its
+    input, then cropped if it crops)."""
+    import tensorflow as tf
+
+    from .model import features_of, input_size, network_view
+
+    x = tf.image.resize(np.stack([np.asarray(i, np.float32) for i in images]), input_size(model), antialias=True)
+    return features_of(model).predict(network_view(model, tf.round(x)), verbose=0)

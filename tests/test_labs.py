@@ -1,0 +1,65 @@
+"""Two labs: splitting the second lab by cell, matching colours, images of no lab, the benchmark table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hematolib import labs
+from hematolib.data import ImageRecord
+from tests.helpers import load_script
+
+
+def records(per_class=50):
+    return [ImageRecord(Path(f"/x/{c}_{i}.jpg"), c, "PBC", f"{c}_{i}") for c in range(4) for i in range(per_class)]
+
+
+def test_the_second_lab_is_split_by_cell_into_three_disjoint_stratified_parts():
+    train, val, test = labs.split_cells(records(), seed=3)
+    assert (len(train), len(val), len(test)) == (120, 40, 40)
+    cells = [{r.original for r in part} for part in (train, val, test)]
+    assert not (cells[0] & cells[1] or cells[0] & cells[2] or cells[1] & cells[2])
+    assert all(sorted(np.bincount([r.label for r in part])) == [n] * 4 for part, n in zip((train, val, test), (30, 10, 10)))
+    assert labs.split_cells(records(), seed=3)[2] == test and labs.split_cells(records(), seed=4)[2] != test
+
+
+def test_colour_matching_moves_each_crops_mean_and_keeps_its_pattern():
+    rng = np.random.default_rng(0)
+    crops = rng.integers(60, 200, (3, 8, 8, 3)).astype(np.uint8)
+    matched = labs.match_colour(crops, [100, 120, 140])
+    np.testing.assert_allclose(matched.mean(axis=(1, 2)), [[100, 120, 140]] * 3, atol=1e-3)
+    np.testing.assert_allclose(matched - matched.mean(axis=(1, 2), keepdims=True),
+                               crops - crops.mean(axis=(1, 2), keepdims=True), atol=1e-3)
+    np.testing.assert_allclose(labs.colour_means(crops), crops.reshape(-1, 3).mean(axis=0))
+    assert labs.match_colour(np.full((1, 2, 2, 3), 250, np.uint8), [255, 255, 255]).max() <= 255
+
+
+def test_images_of_no_lab_are_smear_sized_and_differ():
+    foreign = labs.foreign_images(n=4, seed=1)
+    assert set(foreign) == {"drawn smears", "noise", "flat colour"}
+    assert all(image.shape == (240, 320, 3) and image.dtype == np.uint8 for images in foreign.values() for image in images)
+    assert len({image.tobytes() for image in foreign["drawn smears"]}) == 4
+
+
+def test_the_second_lab_table_shows_each_choice_on_each_set():
+    second_lab = load_script("benchmarks/second_lab.py")
+    score = {"accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_originals": 54}
+    results = {"date": "d", "machine": "m", "command": "c", "choices": [
+        {"trained on": "Kaggle only", "train_seconds": 600, "scores": {"PBC test": {**score, "accuracy": 0.49}},
+         "flagged_unfamiliar": {"noise": 1.0}},
+        {"trained on": "both labs", "train_seconds": 900, "scores": {"PBC test": {**score, "accuracy": 0.97}},
+         "flagged_unfamiliar": {"noise": 0.875}}]}
+    table = second_lab.markdown(results)
+    assert "| | Kaggle only | both labs |" in table
+    assert "| PBC test (54 cells) | 49.0% (40.0%-60.0%) | 97.0% (40.0%-60.0%) |" in table
+    assert "| flagged unfamiliar: noise | 100.0% | 87.5% |" in table and "| 10 min | 15 min |" in table
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0])
+def test_a_split_fraction_outside_0_to_1_is_refused(bad):
+    from hematolib.data import split_by_original
+
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_by_original(records(), bad)
