@@ -10,7 +10,7 @@ import importlib
 
 __version__ = "0.1.0"
 __all__ = ["augment", "cli", "config", "course", "data", "download", "evaluate", "explain",
-           "export", "files", "images", "inference", "locate", "model", "plots", "recipe",
+           "export", "files", "images", "inference", "locate", "model", "pbc", "plots", "recipe",
            "synthetic", "train", "widgets"]
 
 

@@ -103,9 +103,18 @@ def cmd_predict(args) -> int:
 
 
 def cmd_download(args) -> int:
-    """Download the dataset into data/blood-cells (or --target)."""
+    """Download the Kaggle dataset into data/blood-cells, or PBC into data/pbc (or --target)."""
     from . import download
 
+    if args.dataset == "pbc":
+        from . import pbc
+
+        if args.source == "kaggle":
+            raise download.DownloadError("--source kaggle is for the Kaggle dataset; PBC comes from its "
+                                         "pinned GitHub snapshot: drop --source.")
+        target = pbc.download_pbc(args.target, force=args.force)
+        print(f"PBC ready in {target}\n{pbc.CREDIT}")
+        return 0
     if args.source == "kaggle":
         target = download.download_from_kaggle(args.target)
     else:
@@ -186,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("download", help="download the dataset (data/blood-cells)")
+    p = sub.add_parser("download", help="download the dataset (data/blood-cells) or PBC (data/pbc)")
+    p.add_argument("--dataset", choices=("kaggle", "pbc"), default="kaggle",
+                   help="kaggle: the blood-cells set the course trains on; pbc: a second lab's cells "
+                        "(Acevedo et al. 2020, CC BY 4.0)")
     p.add_argument("--target", default=None)
     p.add_argument("--source", choices=("github", "kaggle"), default="github")
     p.add_argument("--force", action="store_true")

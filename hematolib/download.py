@@ -13,6 +13,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from .config import PROJECT_DIR, SPLITS
 from .files import sha256_file
@@ -110,7 +111,9 @@ def download_dataset(target: str | Path | None = None, source: Source = GITHUB_S
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.download-", dir=target.parent))
     try:
-        archive = _fetch(source, work / "archive", progress=progress, timeout=timeout)
+        archive = fetch(source.url, work / "archive", sha256=source.archive_sha256, label="blood-cells",
+                        offline_hint="Offline, point HEMATO_DATA at a copy of the dataset.",
+                        progress=progress, timeout=timeout)
         unpacked = work / "unpacked"
         extract_safely(archive, unpacked)
         archive.unlink()
@@ -121,40 +124,49 @@ def download_dataset(target: str | Path | None = None, source: Source = GITHUB_S
         staged = work / "staged"
         (staged / "dataset2-master").mkdir(parents=True)
         found.rename(staged / "dataset2-master" / "images")
-        _swap_into_place(staged, target)
+        swap_into_place(staged, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
 
 
-def _fetch(source: Source, dest: Path, progress: bool, timeout: float) -> Path:
-    """Stream the archive to `dest`, checking disk space first and completeness and hash after."""
+def check_free_space(folder: Path, needed: float) -> None:
+    """Raise DownloadError when `folder`'s disk has less than `needed` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DownloadError(f"not enough disk space in {folder}: the download needs about "
+                            f"{needed / 1e6:.0f} MB, {free / 1e6:.0f} MB are free.")
+
+
+def fetch(url: str, dest: Path, sha256: str | None = None, label: str = "download",
+          unpacked_bytes: int | None = None, offline_hint: str = "", progress: bool = True,
+          timeout: float = 60) -> Path:
+    """Stream `url` to `dest` with a progress bar, checking disk space first (room for the
+    archive plus `unpacked_bytes`, by default 1.2 times the archive) and completeness and hash after."""
     from tqdm.auto import tqdm
 
-    request = urllib.request.Request(source.url, headers={"User-Agent": "hematovision"})
+    request = urllib.request.Request(url, headers={"User-Agent": "hematovision"})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{source.url}: the server answered {exc.code} {exc.reason}.") from None
+        raise DownloadError(f"{url}: the server answered {exc.code} {exc.reason}.") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"{source.url}: cannot connect ({reason}). Are you online? "
-                            "Offline, point HEMATO_DATA at a copy of the dataset.") from None
+        raise DownloadError(f"{url}: cannot connect ({reason}). Are you online? {offline_hint}".rstrip()
+                            ) from None
     with response:
         total = int(response.headers.get("Content-Length") or 0)
-        free = shutil.disk_usage(dest.parent).free
-        if total and free < total * 2.2:  # the archive plus what it unpacks to
-            raise DownloadError(f"not enough disk space in {dest.parent}: the download needs about "
-                                f"{total * 2.2 / 1e6:.0f} MB, {free / 1e6:.0f} MB are free.")
+        if total:
+            check_free_space(dest.parent, total + (1.2 * total if unpacked_bytes is None else unpacked_bytes))
         h = hashlib.sha256()
         received = 0
         with open(dest, "wb") as fh, tqdm(total=total or None, unit="B", unit_scale=True,
-                                          desc="blood-cells", disable=not progress) as bar:
+                                          desc=label, disable=not progress) as bar:
             while True:
                 try:
                     chunk = response.read(1 << 16)
                 except (OSError, ValueError) as exc:
-                    raise DownloadError(f"{source.url}: the connection broke after {received:,} "
+                    raise DownloadError(f"{url}: the connection broke after {received:,} "
                                         f"bytes ({exc}); try again.") from None
                 if not chunk:
                     break
@@ -163,12 +175,11 @@ def _fetch(source: Source, dest: Path, progress: bool, timeout: float) -> Path:
                 received += len(chunk)
                 bar.update(len(chunk))
     if total and received != total:
-        raise DownloadError(f"{source.url}: the download is incomplete ({received:,} of {total:,} "
+        raise DownloadError(f"{url}: the download is incomplete ({received:,} of {total:,} "
                             "bytes); try again.")
-    if source.archive_sha256 and h.hexdigest() != source.archive_sha256:
-        raise DownloadError(f"{source.url}: checksum mismatch (expected sha256 "
-                            f"{source.archive_sha256}, got {h.hexdigest()}); the file is damaged "
-                            "or was changed.")
+    if sha256 and h.hexdigest() != sha256:
+        raise DownloadError(f"{url}: checksum mismatch (expected sha256 {sha256}, got "
+                            f"{h.hexdigest()}); the file is damaged or was changed.")
     return dest
 
 
@@ -182,33 +193,38 @@ def _check_member(name: str) -> PurePosixPath:
     return path
 
 
-def extract_safely(archive: Path, dest: Path) -> None:
-    """Unpack a zip or tar archive into `dest`, refusing absolute paths, `..` and links."""
+def extract_safely(archive: Path, dest: Path, keep: Callable[[str], bool] | None = None) -> None:
+    """Unpack a zip or tar archive into `dest`, refusing absolute paths, `..` and links.
+
+    Every member is checked; with `keep`, only the members whose name it accepts are written.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
+            infos = zf.infolist()
+            for info in infos:
                 _check_member(info.filename)
                 if stat.S_ISLNK(info.external_attr >> 16):
                     raise UnsafeArchiveError(f"refusing archive member that is a link: "
                                              f"{info.filename!r}")
-            zf.extractall(dest)
+            zf.extractall(dest, members=[i for i in infos if keep is None or keep(i.filename)])
         return
     try:
         tf = tarfile.open(archive)
     except tarfile.TarError:
         raise DownloadError(f"{archive.name}: not a zip or tar archive (damaged download?).") from None
     with tf:
-        for member in tf.getmembers():
+        members = tf.getmembers()
+        for member in members:
             _check_member(member.name)
             if member.issym() or member.islnk():
                 raise UnsafeArchiveError(f"refusing archive member that is a link: {member.name!r}")
             if not (member.isfile() or member.isdir()):
                 raise UnsafeArchiveError(f"refusing special file in archive: {member.name!r}")
-        tf.extractall(dest)
+        tf.extractall(dest, members=[m for m in members if keep is None or keep(m.name)])
 
 
-def _swap_into_place(staged: Path, target: Path) -> None:
+def swap_into_place(staged: Path, target: Path) -> None:
     """Replace `target` by `staged` with renames; the old copy is removed only after the swap."""
     old = None
     if target.exists():
@@ -241,7 +257,7 @@ def download_from_kaggle(target: str | Path | None = None) -> Path:
     try:
         for split in SPLITS:
             shutil.copytree(images / split, work / "staged" / "dataset2-master" / "images" / split)
-        _swap_into_place(work / "staged", target)
+        swap_into_place(work / "staged", target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
