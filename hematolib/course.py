@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .config import PROJECT_DIR, models_dir
+from .config import PROJECT_DIR, env_path, models_dir
+
+if TYPE_CHECKING:
+    from .download import Source
 
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 RESULTS_FILE = "evaluation.json"  # written by 05_evaluation into models/
@@ -36,16 +40,49 @@ class _Indented:
         self.out.flush()
 
 
+def ensure_data(target: Path | None = None, source: Source | None = None,
+                progress: TextIO | None = sys.stdout) -> Path | None:
+    """The real dataset the notebooks will find, downloaded into `target` (default data/blood-cells)
+    when there is none; None when that download failed and the notebooks will use the synthetic set.
+
+    `HEMATO_DATA`, when set, is used as it is (a folder that does not exist is an error). `source` is
+    where to download from (default: the pinned GitHub copy of the Kaggle dataset).
+    """
+    from . import download
+    from .data import find_data_dir
+
+    out = progress or sys.stderr
+    if env_path("HEMATO_DATA") is not None:
+        return find_data_dir()
+    target = Path(target) if target is not None else download.default_target()
+    if target.exists():
+        return target
+    print(f"No dataset found (HEMATO_DATA is not set and {target} does not exist): downloading the "
+          "Kaggle blood-cells dataset and checking every file.", file=out, flush=True)
+    try:
+        return download.download_dataset(target, source or download.GITHUB_SOURCE, progress=bool(progress))
+    except download.DownloadError as exc:
+        print(textwrap.fill(
+            f"COULD NOT DOWNLOAD THE DATASET: {exc} The course now runs on the built-in SYNTHETIC dataset "
+            "of drawn cells: the code runs, but its results say nothing about blood cells. For the real "
+            "course, run `python -m hematolib download` when you are online (it puts the data in "
+            f"{target}), or point HEMATO_DATA at a copy you have, then run `make course` again.",
+            width=100, break_long_words=False, break_on_hyphens=False), file=out, flush=True)
+        return None
+
+
 def run(out_dir: Path = PROJECT_DIR / "build" / "course", parameters: dict | None = None,
         only: list[str] | None = None, progress: TextIO | None = sys.stdout) -> list[tuple[str, float]]:
     """Execute every notebook (or those whose name starts with one of `only`) into `out_dir`.
 
-    `parameters` are passed to each notebook that has them in its parameters cell. With
-    `progress`, each notebook's name and what it prints (its training stages, epochs and the time
-    left) go there as they happen. Returns (notebook name, seconds) per notebook.
+    First the dataset: when there is none, it is downloaded (`ensure_data`). `parameters` are
+    passed to each notebook that has them in its parameters cell. With `progress`, each notebook's
+    name and what it prints (its training stages, epochs and the time left) go there as they
+    happen. Returns (notebook name, seconds) per notebook.
     """
     import papermill as pm
 
+    ensure_data(progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [nb for nb in notebooks() if not only or any(nb.name.startswith(p) for p in only)]
     timings = []

@@ -1,0 +1,123 @@
+"""`make course` gets the real data first: downloaded (from a server on 127.0.0.1 here) when there is
+none; offline, one clear paragraph and the synthetic set. No notebook runs: papermill is replaced."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import pytest
+
+from hematolib import cli, course, download
+from hematolib.data import DataNotFoundError, load_dataset
+from tests.test_download import serve, server, source, synthetic_contents, zip_of  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _no_hemato_data(monkeypatch):
+    monkeypatch.delenv("HEMATO_DATA", raising=False)  # CI sets it; these tests decide for themselves
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:  # a port with nobody listening: as good as offline
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/blood-cells.zip"
+
+
+def test_with_no_dataset_it_downloads_and_checks_one(server, synthetic_contents, tmp_path):
+    routes, base = server
+    images, contents = synthetic_contents
+    url = serve(routes, base, "/ds.zip", zip_of(images))
+    out = io.StringIO()
+    target = course.ensure_data(tmp_path / "blood-cells", source(url, contents), progress=out)
+    assert target == tmp_path / "blood-cells"
+    assert sum(load_dataset(target).counts()["TRAIN"].values()) == 16
+    assert "No dataset found (HEMATO_DATA is not set and" in out.getvalue()
+    assert "downloading the Kaggle blood-cells dataset" in out.getvalue()
+
+
+def test_a_dataset_in_place_is_used_without_a_download(synthetic_root, tmp_path):
+    out = io.StringIO()
+    offline = source(closed_port_url(), {})
+    assert course.ensure_data(synthetic_root, offline, progress=out) == synthetic_root
+    assert out.getvalue() == ""
+
+
+def test_hemato_data_is_used_as_it_is(synthetic_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEMATO_DATA", str(synthetic_root))
+    out = io.StringIO()
+    offline = source(closed_port_url(), {})
+    assert course.ensure_data(tmp_path / "blood-cells", offline, progress=out) == synthetic_root
+    assert out.getvalue() == "" and not (tmp_path / "blood-cells").exists()
+
+
+def test_hemato_data_naming_no_folder_is_an_error_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEMATO_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DataNotFoundError, match="HEMATO_DATA=.*typo does not exist"):
+        course.ensure_data(tmp_path / "blood-cells", source(closed_port_url(), {}), progress=io.StringIO())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_it_says_so_in_one_paragraph_and_leaves_the_synthetic_set(tmp_path):
+    out = io.StringIO()
+    assert course.ensure_data(tmp_path / "blood-cells", source(closed_port_url(), {}), progress=out) is None
+    text = out.getvalue()
+    paragraph = text[text.index("COULD NOT DOWNLOAD THE DATASET"):].strip()
+    assert "\n\n" not in paragraph  # one paragraph
+    for said in ("cannot connect", "Are you online?", "SYNTHETIC dataset", "say nothing about blood cells",
+                 "`python -m hematolib download`", "HEMATO_DATA", "`make course` again"):
+        assert said in " ".join(paragraph.split()), said
+    assert list(tmp_path.iterdir()) == []  # nothing half-downloaded left behind
+
+
+def test_a_download_that_is_not_the_dataset_falls_back_too_and_says_why(server, synthetic_contents, tmp_path):
+    routes, base = server
+    _, contents = synthetic_contents
+    url = serve(routes, base, "/page.html", b"<html>not an archive</html>" * 40)
+    out = io.StringIO()
+    assert course.ensure_data(tmp_path / "blood-cells", source(url, contents), progress=out) is None
+    assert "not a zip or tar archive" in out.getvalue() and "SYNTHETIC" in out.getvalue()
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the course entry point -------------------------------------------------------------------------
+
+@pytest.fixture
+def notebook_runner(monkeypatch, tmp_path):
+    """Replace papermill's execute_notebook; yields the list of calls, each with whether the dataset
+    (download.default_target(), pointed into tmp_path) existed when that notebook started."""
+    import papermill
+
+    target = tmp_path / "data" / "blood-cells"
+    monkeypatch.setattr(download, "default_target", lambda: target)
+    calls = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda nb, out, **kw: calls.append((Path(nb).name, target.exists())))
+    return calls
+
+
+def test_the_course_downloads_the_data_before_its_first_notebook(server, synthetic_contents, notebook_runner,
+                                                                  monkeypatch, tmp_path):
+    routes, base = server
+    images, contents = synthetic_contents
+    monkeypatch.setattr(download, "GITHUB_SOURCE", source(serve(routes, base, "/ds.zip", zip_of(images)), contents))
+    out = io.StringIO()
+    course.run(tmp_path / "out", only=["01", "02"], progress=out)
+    assert notebook_runner == [("01_explore_data.ipynb", True), ("02_augmentation.ipynb", True)]
+    assert out.getvalue().index("downloading the Kaggle") < out.getvalue().index("== [1/2] 01_explore_data")
+
+
+def test_offline_the_course_still_runs_after_saying_so(notebook_runner, monkeypatch, tmp_path):
+    monkeypatch.setattr(download, "GITHUB_SOURCE", source(closed_port_url(), {}))
+    out = io.StringIO()
+    course.run(tmp_path / "out", only=["01"], progress=out)
+    assert notebook_runner == [("01_explore_data.ipynb", False)]  # the notebooks fall back to synthetic data
+    assert out.getvalue().index("COULD NOT DOWNLOAD") < out.getvalue().index("== [1/1] 01_explore_data")
+
+
+def test_make_course_stops_before_any_notebook_when_hemato_data_names_no_folder(notebook_runner, monkeypatch,
+                                                                               tmp_path, capsys):
+    monkeypatch.setenv("HEMATO_DATA", str(tmp_path / "typo"))
+    assert cli.main(["course", "--out", str(tmp_path / "out"), "--only", "01"]) == 2
+    assert "HEMATO_DATA=" in capsys.readouterr().err and notebook_runner == []
