@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hematolib import course
+from hematolib import course, home
 from hematolib.model import read_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +52,9 @@ def test_notebook_structure(path):
     nb = load(path)
     first = nb.cells[0].source
     assert first.startswith(f"# {int(path.name[:2])}. "), "opens with a numbered title"
-    badge = re.search(r"colab\.research\.google\.com/github/[^)]+/blob/main/(notebooks/[^)]+\.ipynb)", first)
-    assert badge and badge.group(1) == f"notebooks/{path.name}", "the Colab badge links to this notebook"
+    badge = re.search(r"\]\((https://colab\.research\.google\.com/github/[^)]+)\)", first)
+    assert badge and badge.group(1) == home.colab_url(f"notebooks/{path.name}"), \
+        "the Colab badge opens this notebook from the kit's home at its pinned version (hematolib/home.py)"
     assert "What you will learn" in first
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and "SEED" in tagged[0].source
