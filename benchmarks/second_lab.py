@@ -16,7 +16,6 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

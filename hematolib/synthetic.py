@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .config import CLASS_NAMES
-from .data import ORIGINALS_FILE, write_originals
+from .originals import ORIGINALS_FILE, write_originals
 
 _BACKGROUND = (232, 212, 218)
 _NUCLEUS = (88, 38, 120)

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from hematolib.config import CLASS_NAMES
-from hematolib.data import write_originals
+from hematolib.originals import write_originals
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "hematolib" / "originals.csv"
