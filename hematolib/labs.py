@@ -55,5 +55,6 @@ def image_features(model, images: Sequence[np.ndarray]) -> np.ndarray:
 
     from .model import features_of, input_size, network_view
 
-    x = tf.image.resize(np.stack([np.asarray(i, np.float32) for i in images]), input_size(model), antialias=True)
+    x = tf.stack([tf.image.resize(np.asarray(i, np.float32)[..., :3], input_size(model), antialias=True)
+                  for i in images])  # each its own size
     return features_of(model).predict(network_view(model, tf.round(x)), verbose=0)

@@ -63,3 +63,11 @@ def test_a_split_fraction_outside_0_to_1_is_refused(bad):
 
     with pytest.raises(ValueError, match="between 0 and 1"):
         split_by_original(records(), bad)
+
+
+def test_features_of_images_of_any_size_come_one_row_each():
+    from hematolib import model as mdl
+
+    model = mdl.build(alpha=0.35, image_size=32, weights=None, crop=True)
+    images = [np.zeros((240, 320, 3), np.uint8), np.full((512, 400, 4), 200, np.uint8), np.ones((50, 60, 3), np.uint8)]
+    assert labs.image_features(model, images).shape == (3, 1280)
