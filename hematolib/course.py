@@ -71,6 +71,36 @@ def ensure_data(target: Path | None = None, source: Source | None = None,
         return None
 
 
+SECOND_LAB_NOTEBOOKS = ("06_domain_shift.ipynb",)  # they need the PBC images (hl.pbc)
+
+
+def ensure_second_lab(target: Path | None = None, snapshot=None, progress: TextIO | None = sys.stdout) -> Path | None:
+    """The second lab's images, downloaded into `target` (default data/pbc) when there are none;
+    None when that failed: the notebooks that need them are then skipped, and the course says so."""
+    from . import download, pbc
+    from .data import DataNotFoundError
+
+    out = progress or sys.stderr
+    try:
+        return pbc.find_pbc_dir()
+    except DataNotFoundError:
+        pass
+    if env_path("HEMATO_PBC") is not None:  # named but missing: find_pbc_dir's message says so
+        print(f"HEMATO_PBC names no folder: skipping {', '.join(SECOND_LAB_NOTEBOOKS)}.", file=out, flush=True)
+        return None
+    print("No second-lab images found: downloading the PBC dataset's four classes and checking every file.",
+          file=out, flush=True)
+    try:
+        return pbc.download_pbc(target, snapshot=snapshot, progress=bool(progress))
+    except download.DownloadError as exc:
+        print(textwrap.fill(
+            f"COULD NOT DOWNLOAD THE SECOND LAB'S IMAGES: {exc} The course skips {', '.join(SECOND_LAB_NOTEBOOKS)}. "
+            "Run `python -m hematolib download --dataset pbc` when you are online, or point HEMATO_PBC at a "
+            "copy, then run it with `make course ARGS=\"--only 06\"`.",
+            width=100, break_long_words=False, break_on_hyphens=False), file=out, flush=True)
+        return None
+
+
 def run(out_dir: Path = PROJECT_DIR / "build" / "course", parameters: dict | None = None,
         only: list[str] | None = None, progress: TextIO | None = sys.stdout) -> list[tuple[str, float]]:
     """Execute every notebook (or those whose name starts with one of `only`) into `out_dir`.
@@ -85,6 +115,8 @@ def run(out_dir: Path = PROJECT_DIR / "build" / "course", parameters: dict | Non
     ensure_data(progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [nb for nb in notebooks() if not only or any(nb.name.startswith(p) for p in only)]
+    if any(nb.name in SECOND_LAB_NOTEBOOKS for nb in chosen) and ensure_second_lab(progress=progress) is None:
+        chosen = [nb for nb in chosen if nb.name not in SECOND_LAB_NOTEBOOKS]
     timings = []
     for k, nb in enumerate(chosen, 1):
         declared = set(pm.inspect_notebook(str(nb)))

@@ -54,6 +54,15 @@ def real_dataset(real_root):
 
 
 @pytest.fixture(scope="session")
+def pbc_root() -> Path:
+    """The second lab's images (HEMATO_PBC); tests using them skip when they are not there."""
+    root = os.environ.get("HEMATO_PBC", "")
+    if not root or not Path(root).exists():
+        pytest.skip("second lab's images not available: set HEMATO_PBC (CI does)")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
 def weights_dir() -> Path:
     """The folder holding the ImageNet weight files (HEMATO_WEIGHTS_DIR)."""
     if not WEIGHTS_DIR or not Path(WEIGHTS_DIR).exists():

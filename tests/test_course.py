@@ -121,3 +121,27 @@ def test_make_course_stops_before_any_notebook_when_hemato_data_names_no_folder(
     monkeypatch.setenv("HEMATO_DATA", str(tmp_path / "typo"))
     assert cli.main(["course", "--out", str(tmp_path / "out"), "--only", "01"]) == 2
     assert "HEMATO_DATA=" in capsys.readouterr().err and notebook_runner == []
+
+
+def test_without_the_second_labs_images_the_course_skips_its_notebook_and_says_so(notebook_runner, monkeypatch,
+                                                                                  tmp_path, synthetic_root):
+    from hematolib import pbc
+
+    monkeypatch.setenv("HEMATO_DATA", str(synthetic_root))
+    monkeypatch.delenv("HEMATO_PBC", raising=False)
+    monkeypatch.setattr(pbc, "default_target", lambda: tmp_path / "no-pbc")
+    monkeypatch.setattr(pbc, "PINNED", pbc.Snapshot(url=closed_port_url(), **{
+        k: getattr(pbc.PINNED, k) for k in pbc.Snapshot.__dataclass_fields__ if k != "url"}))
+    out = io.StringIO()
+    course.run(tmp_path / "out", only=["05", "06", "07"], progress=out)
+    assert [name for name, _ in notebook_runner] == ["05_evaluation.ipynb", "07_classify_widget.ipynb"]
+    assert "COULD NOT DOWNLOAD THE SECOND LAB'S IMAGES" in out.getvalue() and "skips 06_domain_shift" in out.getvalue()
+
+
+def test_with_the_second_labs_images_the_course_runs_its_notebook(notebook_runner, monkeypatch, tmp_path,
+                                                                  synthetic_root):
+    monkeypatch.setenv("HEMATO_DATA", str(synthetic_root))
+    (tmp_path / "pbc").mkdir()
+    monkeypatch.setenv("HEMATO_PBC", str(tmp_path / "pbc"))
+    course.run(tmp_path / "out", only=["06"], progress=io.StringIO())
+    assert [name for name, _ in notebook_runner] == ["06_domain_shift.ipynb"]

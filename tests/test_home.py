@@ -242,7 +242,7 @@ def test_setup_cell_stops_and_says_what_to_do_when_the_fetch_fails(tmp_path, wha
 
 def test_setup_cell_stops_and_says_what_to_do_when_the_install_fails(tmp_path):
     repo = published_kit(tmp_path)
-    done, _, pip_args = run_setup_cell(ROOT / "notebooks/06_classify_widget.ipynb", tmp_path, repo.as_uri(),
+    done, _, pip_args = run_setup_cell(ROOT / "notebooks/07_classify_widget.ipynb", tmp_path, repo.as_uri(),
                                        "v-test", pip_exit=1)
     assert done.returncode != 0 and pip_args is not None
     assert "Colab setup failed" in done.stderr and "Runtime > Disconnect and delete runtime" in done.stderr

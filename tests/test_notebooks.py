@@ -33,9 +33,9 @@ def load(path: Path):
 
 # --- hygiene ---------------------------------------------------------------------------------------
 
-def test_six_notebooks_numbered_without_gaps():
+def test_seven_notebooks_numbered_without_gaps():
     numbers = [int(p.name[:2]) for p in NOTEBOOKS]
-    assert numbers == list(range(1, 7)), [p.name for p in NOTEBOOKS]
+    assert numbers == list(range(1, 8)), [p.name for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -79,10 +79,10 @@ def test_code_cells_are_short_and_define_nothing(path):
 # --- execution ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory, real_root, weights_dir):
+def executed(tmp_path_factory, real_root, weights_dir, pbc_root):
     """Run the whole course with small parameters into a temporary folder; yields (out dir, models dir)."""
     base = tmp_path_factory.mktemp("course")
-    env = {"HEMATO_DATA": str(real_root), "HEMATO_WEIGHTS_DIR": str(weights_dir),
+    env = {"HEMATO_DATA": str(real_root), "HEMATO_WEIGHTS_DIR": str(weights_dir), "HEMATO_PBC": str(pbc_root),
            "HEMATO_MODELS": str(base / "models"), "HEMATO_CACHE": str(base / "cache")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -135,7 +135,12 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     assert results["TEST"]["n_images"] == 96 and results["TEST_SIMPLE"]["n_images"] == 71
     assert 0 <= results["TEST"]["ci_low"] <= results["TEST"]["accuracy"] <= results["TEST"]["ci_high"] <= 1
     assert set(results["robustness"]) >= {"none", "hue +0.05", "zoom in x1.5"}
-    assert "cards: 2 | errors: 1" in text_outputs(out / "06_classify_widget.ipynb")
+    shift = text_outputs(out / "06_domain_shift.ipynb")
+    assert re.search(r"PBC: \d+ training, \d+ validation and \d+ test images, one per cell", shift)
+    assert "trained on both labs" in shift and re.search(r"flagged: +\d+\.\d% +PBC validation cells", shift)
+    two_labs = read_info(models / "hematovision_two_labs.keras")
+    assert any("CC BY 4.0" in credit for credit in two_labs.credits) and two_labs.image_size == 96
+    assert "cards: 2 | errors: 1" in text_outputs(out / "07_classify_widget.ipynb")
     summary = course.summary([("x", 1.0)], models)
     assert "TEST accuracy" in summary and str(models / "hematovision.keras") in summary
 
