@@ -24,16 +24,29 @@ def to_tflite(model, path: str | Path) -> Path:
     return Path(path)
 
 
+def interpreter_class() -> tuple[type, str]:
+    """(Interpreter class, its name): LiteRT's, else TensorFlow's tf.lite (deprecated; it warns).
+
+    LiteRT (`ai-edge-litert`, a dependency of the kit where it has wheels) is tf.lite's successor.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "LiteRT"
+    except ImportError:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, "tf.lite"
+
+
 class TFLiteModel:
-    """A .tflite classifier: `probabilities(image)` for one float32 (height, width, 3) image."""
+    """A .tflite classifier: `probabilities(image)` for one float32 (height, width, 3) image.
+
+    `runtime` says which interpreter runs it: "LiteRT", or "tf.lite" where LiteRT is not installed.
+    """
 
     def __init__(self, path: str | Path, threads: int = 2):
-        try:  # LiteRT, tf.lite's successor (pip install ai-edge-litert): TF plans to drop tf.lite.Interpreter
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            import tensorflow as tf
-
-            Interpreter = tf.lite.Interpreter
+        Interpreter, self.runtime = interpreter_class()
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         details = self.interpreter.get_input_details()[0]
         self._input = details["index"]
