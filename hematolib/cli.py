@@ -1,4 +1,4 @@
-"""Command line: `python -m hematolib explore|train|evaluate|predict|download|synthesize`."""
+"""Command line: `python -m hematolib explore|train|evaluate|predict|download|synthesize|grade`."""
 
 from __future__ import annotations
 
@@ -43,9 +43,14 @@ def cmd_train(args) -> int:
                     seed=args.seed)
     if not args.holdout:
         config = refit_config(config)
+    second_lab = None
+    if args.labs == "both":
+        from .pbc import SPLIT, open_pbc
+
+        second_lab = open_pbc().splits[SPLIT]
     set_seed(config.seed)
 
-    result = run(_dataset(args), config, out=Path(args.out), verbose=args.verbose)
+    result = run(_dataset(args), config, out=Path(args.out), verbose=args.verbose, second_lab=second_lab)
     for report in result.reports.values():
         print(report.summary())
     print(f"Model saved to {result.path}")
@@ -152,6 +157,26 @@ def cmd_course(args) -> int:
     return 0
 
 
+def cmd_grade(args) -> int:
+    """Grade every student's notebooks; print the table, write the CSV."""
+    import os
+
+    from . import grade
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels: TensorFlow's C++ notes stay out
+    try:
+        results, notes = grade.grade_folder(args.submissions, args.release, args.timeout, args.exercises,
+                                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except grade.GradeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(grade.table(results), end="")
+    print(f"Grades written to {grade.write_csv(results, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hematolib",
                                      description="HematoVision: white blood cell classification.")
@@ -174,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", action="store_true",
                    help=f"hold {defaults.val_fraction:.0%} of the TRAIN cells out and report validation on them "
                         "(default: train on every cell with the same recipe)")
+    p.add_argument("--labs", choices=("kaggle", "both"), default="kaggle",
+                   help="train on the Kaggle lab's cells, or on those and the second lab's (PBC: HEMATO_PBC "
+                        "or data/pbc, from `download --dataset pbc`)")
     p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)
@@ -214,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synthesize", help="write the built-in synthetic dataset")
     p.add_argument("--target", default=str(PROJECT_DIR / "data" / "synthetic"))
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("grade", help="run and score a folder of student notebooks (make grade)")
+    p.add_argument("submissions", help="one subfolder per student (as nbgrader lays them out), "
+                                       "or files named STUDENT_exNN_name.ipynb")
+    p.add_argument("--release", default=str(PROJECT_DIR / "exercises"),
+                   help="the released exercises the checks come from (default: exercises/)")
+    p.add_argument("--exercises", nargs="*", help="exercises to grade, e.g. ex01 ex03 (default: every one "
+                                                  "a student submitted; a missing notebook scores 0)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per notebook")
+    p.add_argument("--out", default=str(PROJECT_DIR / "build" / "grades.csv"), help="the CSV to write")
+    p.set_defaults(func=cmd_grade)
     return parser
 
 

@@ -81,21 +81,35 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
 
 
 def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1,
-        callbacks: Sequence = ()) -> RecipeResult:
+        callbacks: Sequence = (), second_lab: Sequence | None = None) -> RecipeResult:
     """`split`, `fit`, then VALIDATION (unless `config.val_fraction` is 0: trained on every TRAIN
     cell), TEST and TEST_SIMPLE reports; saves the model with its metadata to `out` when given.
+    second_lab: another lab's records (`hl.pbc`), split by cell (`labs.split_cells`) and added to
+    training and validation (to training only in a refit); its test cells get a report of their own.
     callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model as mdl
+    from .labs import split_cells
 
     train, val = split(ds, config)
+    credits = []
+    if second_lab:
+        from .pbc import CREDIT
+
+        lab_train, lab_val, lab_test = split_cells(cap_per_class(second_lab, config.per_class, config.seed), config.seed)
+        train, val = (train + lab_train, val + lab_val) if val else (train + lab_train + lab_val, val)
+        credits = [CREDIT]
     trained = fit(train, val, config, verbose=verbose, callbacks=callbacks)
     model = trained.model
     reports = {"VALIDATION": evaluate_records(model, val, "VALIDATION")[0]} if val else {}
     reports["TEST"] = evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed), "TEST")[0]
     if ds.test_simple:
         reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
+    if second_lab:
+        reports["SECOND_LAB_TEST"] = evaluate_records(model, lab_test, "SECOND_LAB_TEST")[0]
     familiarity = {ENTRY: of_model(model, train, val).to_bytes()} if val else None  # a refit has no cells to calibrate on
-    path = mdl.save(model, out, model_info(config, ds, train, reports), extras=familiarity) if out is not None else None
+    info = model_info(config, ds, train, reports)
+    info.credits = credits
+    path = mdl.save(model, out, info, extras=familiarity) if out is not None else None
     return RecipeResult(model, path, reports, trained.histories, trained.seconds)
 
 
@@ -240,7 +254,8 @@ def load_or_train(path: str | Path | None = None, ds: Dataset | None = None, con
         cap = f"at most {config.per_class} images per class" if config.per_class else "every training image"
         print(f"No model at {path}: training one now ({cap}, head {config.head_epochs} epochs"
               + (f", fine-tuning {config.fine_tune_epochs}" if config.fine_tune_epochs else ", no fine-tuning")
-              + "). Run the notebooks before this one for the course's model.", flush=True)
+              + "). Run the notebooks before this one for the course's model (in Colab, keep models on "
+              "Google Drive between notebooks: see the setup cell).", flush=True)
         ds = ds if ds is not None else open_dataset()
         train, val = split(ds, config)
         trained = fit(train, val, config, verbose=verbose)

@@ -55,6 +55,28 @@ def test_train_uses_every_cell_unless_told_to_hold_some_out_and_can_turn_flips_o
     assert [c.val_fraction for c in seen] == [0.0, 0.0, 0.2]
 
 
+def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(monkeypatch, tmp_path, synthetic_root):
+    from hematolib import cli, recipe
+    from hematolib.pbc import SPLIT
+
+    seen = []
+    monkeypatch.setattr(recipe, "run", lambda ds, config, **kwargs: seen.append(kwargs["second_lab"]) or 1 / 0)
+    monkeypatch.setattr(cli, "_dataset", lambda args: None)
+    pbc = tmp_path / "pbc"
+    for name in CLASS_NAMES:
+        (pbc / name).mkdir(parents=True)
+        Image.new("RGB", (36, 36), (200, 100, 150)).save(pbc / name / f"{name[:2]}_1.jpg")
+    monkeypatch.setenv("HEMATO_PBC", str(pbc))
+    with pytest.raises(ZeroDivisionError):
+        cli.cmd_train(cli.build_parser().parse_args(["train", "--labs", "both"]))
+    with pytest.raises(ZeroDivisionError):
+        cli.cmd_train(cli.build_parser().parse_args(["train"]))
+    assert [r.class_name for r in seen[0]] == list(CLASS_NAMES) and {r.split for r in seen[0]} == {SPLIT}
+    assert seen[1] is None  # the Kaggle lab alone
+    monkeypatch.setenv("HEMATO_PBC", str(tmp_path / "nowhere"))
+    assert cli.main(["train", "--labs", "both"]) == 2
+
+
 def test_predict_with_missing_model_explains(tmp_path, synthetic_root):
     image = next((synthetic_root / "dataset2-master/images/TEST/MONOCYTE").iterdir())
     result = run("predict", image, "--model", tmp_path / "none.keras", check=False)
