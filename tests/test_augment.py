@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import numpy as np
 
 from hematolib import augment
 
+
+pytestmark = pytest.mark.model
 
 def test_augmentation_changes_images_in_training_only_and_repeats_with_its_seed():
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)

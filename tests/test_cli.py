@@ -12,6 +12,8 @@ from PIL import Image
 
 from hematolib.config import CLASS_NAMES
 
+pytestmark = pytest.mark.model  # each test starts the kit in a process of its own
+
 
 def run(*args, env=None, check=True):
     result = subprocess.run([sys.executable, "-m", "hematolib", *map(str, args)], capture_output=True,

@@ -13,6 +13,8 @@ import pytest
 from hematolib import export, model as mdl
 from tests.helpers import smear_with_nucleus
 
+pytestmark = pytest.mark.model
+
 LITERT_HAS_WHEELS = not (sys.platform == "darwin" and platform.machine() == "x86_64")  # pyproject's marker
 DELETION_WARNING = "tf.lite.Interpreter is deprecated"
 

@@ -48,6 +48,7 @@ def test_a_threshold_that_cannot_be_calibrated_is_refused():
         familiar.fit(cells(100, 1), cells(3, 2))
 
 
+@pytest.mark.model
 def test_a_prediction_says_when_an_image_is_unfamiliar(tmp_path, synthetic_root):
     """Stored with the model, read back by the predictor, flagged in the prediction's notes."""
     from hematolib import cache, inference, model as mdl, recipe

@@ -65,6 +65,7 @@ def test_a_split_fraction_outside_0_to_1_is_refused(bad):
         split_by_original(records(), bad)
 
 
+@pytest.mark.model
 def test_features_of_images_of_any_size_come_one_row_each():
     from hematolib import model as mdl
 

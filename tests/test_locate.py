@@ -12,6 +12,8 @@ from hematolib.locate import crop_cell, little_stain, locate_cell, stain_map, st
 from tests.helpers import NUCLEUS, smear_with_nucleus
 
 
+pytestmark = pytest.mark.model
+
 @pytest.mark.parametrize("cy, cx", [(120, 160), (60, 250), (200, 30)])
 def test_the_nucleus_is_found_wherever_it_is(cy, cx):
     y, x, side = (int(v) for v in locate_cell(smear_with_nucleus(cy, cx)))

@@ -17,6 +17,8 @@ from hematolib import model as mdl
 from hematolib.config import CLASS_NAMES
 from hematolib.model import ModelFileError, ModelInfo, WeightsNotFoundError
 
+pytestmark = pytest.mark.model
+
 SIZE = 64
 
 

@@ -13,6 +13,8 @@ import hematolib as hl
 from hematolib.config import Config
 from hematolib.data import load_dataset, split_by_original
 
+pytestmark = pytest.mark.model
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 

@@ -12,6 +12,8 @@ from hematolib import cache, evaluate, model as mdl, train
 from hematolib.config import Config
 from hematolib.data import load_dataset, make_pipeline, split_by_original
 
+pytestmark = pytest.mark.model
+
 SMALL = Config(alpha=0.35, image_size=64, head_epochs=3, batch_size=16, fine_tune_epochs=1,
                fine_tune_layers=12)
 
