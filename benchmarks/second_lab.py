@@ -24,6 +24,10 @@ import hematolib as hl
 from hematolib.config import PROJECT_DIR, Config
 
 RESULTS = PROJECT_DIR / "benchmarks" / "second-lab.json"
+DOCS = (PROJECT_DIR / "docs" / "second-lab.md", PROJECT_DIR / "docs" / "model-card.md")
+MARKERS = ("<!-- second-lab -->", "<!-- /second-lab -->")
+README = PROJECT_DIR / "README.md"
+README_MARKERS = ("<!-- second-lab:start -->", "<!-- second-lab:end -->")
 
 
 def natural_photos() -> dict[str, list[np.ndarray]]:
@@ -97,12 +101,46 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + f"\n\nRun {results['date']} on {results['machine']}, `{results['command']}`."
 
 
+def readme_table(results: dict) -> str:
+    """The README's rows: each choice on the other lab's held-out cells and on Kaggle TEST."""
+    by = {c["trained on"]: c for c in results["choices"]}
+    rows = [(f"PBC test cells ({by['Kaggle only']['scores']['PBC test']['n_originals']}, never trained on)", "PBC test"),
+            ("Kaggle TEST", "Kaggle TEST")]
+    lines = ["| trained on | " + " | ".join(by) + " |", "|---|" + "---|" * len(by)]
+    for label, key in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{c['scores'][key]['accuracy']:.1%}" for c in by.values()) + " |")
+    lines.append("| PBC test cells flagged as unlike the training images | "
+                 + " | ".join(f"{c['flagged_unfamiliar']['PBC test']:.0%}" for c in by.values()) + " |")
+    return "\n".join(lines) + f"\n\nMade by `make benchmark-labs` (`{RESULTS.relative_to(PROJECT_DIR)}`).\n"
+
+
+def publish(results: dict) -> None:
+    """Write the figures to benchmarks/ and the tables into the docs and the README, atomically."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("publish_results", PROJECT_DIR / "tools" / "publish_results.py")
+    publisher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publisher)
+    texts = {path: publisher.replace_between(path.read_text(), markdown(results) + "\n", MARKERS, str(path))
+             for path in DOCS}
+    texts[README] = publisher.replace_between(README.read_text(), readme_table(results), README_MARKERS, str(README))
+    hl.files.write_text_atomic(RESULTS, json.dumps(results, indent=2, default=float) + "\n")
+    for path, text in texts.items():
+        hl.files.write_text_atomic(path, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run (60 images per class, 1 epoch)")
+    parser.add_argument("--republish", action="store_true", help="train nothing: write the tables from "
+                        f"{RESULTS.relative_to(PROJECT_DIR)} into the docs and the README")
     parser.add_argument("--kaggle-model", type=Path, help="score this model as the Kaggle-only choice instead of "
                         "training it: models/hematovision.keras after `make course` (the same recipe and cells)")
     args = parser.parse_args(argv)
+    if args.republish:
+        publish(json.loads(RESULTS.read_text()))
+        print(f"tables written from {RESULTS}")
+        return 0
     config = Config(per_class=60, head_epochs=5, fine_tune_epochs=1) if args.quick else Config()
     ds = hl.data.open_dataset(allow_synthetic=False)
     pbc = hl.data.cap_per_class(hl.pbc.open_pbc().splits[hl.pbc.SPLIT], config.per_class, config.seed)
@@ -122,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results)
     print(table)
     if not args.quick:
-        hl.files.write_text_atomic(RESULTS, json.dumps(results, indent=2, default=float) + "\n")
-        print(f"figures in {RESULTS}")
+        publish(results)
+        print(f"figures in {RESULTS}; tables in {', '.join(str(p) for p in DOCS)} and {README}")
     return 0
 
 

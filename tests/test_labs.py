@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from hematolib import labs
 from hematolib.data import ImageRecord
-from tests.helpers import load_script
+from tests.helpers import ROOT, load_script
 
 
 def records(per_class=50):
@@ -72,3 +73,23 @@ def test_features_of_images_of_any_size_come_one_row_each():
     model = mdl.build(alpha=0.35, image_size=32, weights=None, crop=True)
     images = [np.zeros((240, 320, 3), np.uint8), np.full((512, 400, 4), 200, np.uint8), np.ones((50, 60, 3), np.uint8)]
     assert labs.image_features(model, images).shape == (3, 1280)
+
+
+def test_the_readme_rows_of_the_second_lab_come_from_its_figures():
+    second_lab = load_script("benchmarks/second_lab.py")
+    score = {"accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_originals": 600}
+    results = {"choices": [
+        {"trained on": "Kaggle only", "scores": {"PBC test": {**score, "accuracy": 0.373}, "Kaggle TEST": score},
+         "flagged_unfamiliar": {"PBC test": 0.98}},
+        {"trained on": "both labs", "scores": {"PBC test": {**score, "accuracy": 0.971}, "Kaggle TEST": score},
+         "flagged_unfamiliar": {"PBC test": 0.05}}]}
+    table = second_lab.readme_table(results)
+    assert "| PBC test cells (600, never trained on) | 37.3% | 97.1% |" in table
+    assert "| PBC test cells flagged as unlike the training images | 98% | 5% |" in table
+    published = json.loads((ROOT / "benchmarks" / "second-lab.json").read_text()) if (
+        ROOT / "benchmarks" / "second-lab.json").exists() else None
+    if published is not None:  # what the README shows is what the figures say
+        readme = (ROOT / "README.md").read_text()
+        assert second_lab.readme_table(published) in readme
+        for doc in ("second-lab.md", "model-card.md"):
+            assert second_lab.markdown(published) in (ROOT / "docs" / doc).read_text()
