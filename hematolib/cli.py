@@ -43,10 +43,19 @@ def cmd_train(args) -> int:
                     seed=args.seed)
     if not args.holdout:
         config = refit_config(config)
-    second_lab = None
-    if args.labs == "both":
-        from .pbc import SPLIT, open_pbc
+    from .data import DataNotFoundError
+    from .pbc import SPLIT, find_pbc_dir, open_pbc
 
+    second_lab = None
+    if args.labs == "auto":
+        try:
+            find_pbc_dir()
+            args.labs = "both"
+        except DataNotFoundError:
+            args.labs = "kaggle"
+            print("No second lab's images (HEMATO_PBC, data/pbc): training on the Kaggle lab alone. The kit's "
+                  "default model trains on both labs: `python -m hematolib download --dataset pbc` first.")
+    if args.labs == "both":
         second_lab = open_pbc().splits[SPLIT]
     set_seed(config.seed)
 
@@ -199,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", action="store_true",
                    help=f"hold {defaults.val_fraction:.0%} of the TRAIN cells out and report validation on them "
                         "(default: train on every cell with the same recipe)")
-    p.add_argument("--labs", choices=("kaggle", "both"), default="kaggle",
+    p.add_argument("--labs", choices=("auto", "kaggle", "both"), default="auto",
                    help="train on the Kaggle lab's cells, or on those and the second lab's (PBC: HEMATO_PBC "
-                        "or data/pbc, from `download --dataset pbc`)")
+                        "or data/pbc, from `download --dataset pbc`); auto, the default: both when the second "
+                        "lab's images are there (docs/second-lab.md)")
     p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)

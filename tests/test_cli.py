@@ -57,7 +57,7 @@ def test_train_uses_every_cell_unless_told_to_hold_some_out_and_can_turn_flips_o
     assert [c.val_fraction for c in seen] == [0.0, 0.0, 0.2]
 
 
-def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(monkeypatch, tmp_path, synthetic_root):
+def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(monkeypatch, tmp_path, capsys):
     from hematolib import cli, recipe
     from hematolib.pbc import SPLIT
 
@@ -69,12 +69,16 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
         (pbc / name).mkdir(parents=True)
         Image.new("RGB", (36, 36), (200, 100, 150)).save(pbc / name / f"{name[:2]}_1.jpg")
     monkeypatch.setenv("HEMATO_PBC", str(pbc))
-    with pytest.raises(ZeroDivisionError):
-        cli.cmd_train(cli.build_parser().parse_args(["train", "--labs", "both"]))
+    for argv in (["train", "--labs", "both"], ["train"], ["train", "--labs", "kaggle"]):
+        with pytest.raises(ZeroDivisionError):
+            cli.cmd_train(cli.build_parser().parse_args(argv))
+    assert [r.class_name for r in seen[0]] == list(CLASS_NAMES) and {r.split for r in seen[0]} == {SPLIT}
+    assert seen[1] == seen[0] and seen[2] is None  # by default both labs when the second is there
+    monkeypatch.delenv("HEMATO_PBC")
+    monkeypatch.setattr("hematolib.pbc.default_target", lambda: tmp_path / "nowhere")
     with pytest.raises(ZeroDivisionError):
         cli.cmd_train(cli.build_parser().parse_args(["train"]))
-    assert [r.class_name for r in seen[0]] == list(CLASS_NAMES) and {r.split for r in seen[0]} == {SPLIT}
-    assert seen[1] is None  # the Kaggle lab alone
+    assert seen[3] is None and "training on the Kaggle lab alone" in capsys.readouterr().out
     monkeypatch.setenv("HEMATO_PBC", str(tmp_path / "nowhere"))
     assert cli.main(["train", "--labs", "both"]) == 2
 
