@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install course test lab demo exercises benchmark figure clean
+.PHONY: help install course test lab demo exercises grade benchmark figure clean
 
 help:
 	@echo "make course     run the six notebooks in order (executed copies in build/course/)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lab        JupyterLab on the notebooks"
 	@echo "make demo       the classify widget as a web page (Voila on 127.0.0.1)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make grade SUBMISSIONS=folder  run and score students' exercise notebooks (table + build/grades.csv)"
 	@echo "make benchmark  kit recipe vs tutorial recipe on the full data (ARGS=--quick: a few minutes;"
 	@echo "                ARGS=--readme: keep the figures in benchmarks/, the tables in README and model card)"
 	@echo "make figure     the README's picture (docs/images/cells.png) from the course's model"
@@ -46,6 +47,10 @@ figure: $(STAMP)
 
 exercises: $(STAMP)
 	$(PY) tools/make_exercises.py
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ARGS='--timeout 300 --out grades.csv']"; exit 2; }
+	$(PY) -m hematolib grade "$(SUBMISSIONS)" $(ARGS)
 
 clean:
 	rm -rf build .pytest_cache
