@@ -36,8 +36,14 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
+# The most one upload (all its files) may send from the demo page to Python, in bytes: Voila's
+# websocket limit (above it tornado drops the connection and the page goes dead), told to the
+# widget too, whose page refuses a larger upload with a message. tests/test_browser.py reads it.
+DEMO_MESSAGE_LIMIT := 67108864
 demo: $(STAMP)
-	$(VENV)/bin/voila app/classify.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
+	HEMATO_MESSAGE_LIMIT=$(DEMO_MESSAGE_LIMIT) $(VENV)/bin/voila app/classify.ipynb --no-browser \
+		--Voila.ip=127.0.0.1 --port=8866 \
+		"--Voila.tornado_settings={'websocket_max_message_size': $(DEMO_MESSAGE_LIMIT)}"
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/benchmark.py $(ARGS)
