@@ -300,6 +300,15 @@ def test_the_grade_command_says_what_is_wrong_with_its_folder(tmp_path, capsys):
     assert "no student notebooks" in capsys.readouterr().err
     assert main(["grade", str(tmp_path), "--release", str(tmp_path)]) == 2
     assert "no released exercises" in capsys.readouterr().err
+    (tmp_path / "ann_ex01_explore_data.ipynb").write_text("{}")
+    assert main(["grade", str(tmp_path), "--exercises", "ex99"]) == 2
+    assert "no released exercise matches ['ex99']" in capsys.readouterr().err
+
+
+def test_make_grade_without_a_folder_says_how_to_call_it():
+    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed-stamp", "grade"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "usage: make grade SUBMISSIONS=folder" in done.stdout + done.stderr
 
 
 # ---- the real ex01, end to end ------------------------------------------------------------------------
