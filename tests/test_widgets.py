@@ -215,7 +215,7 @@ def test_an_upload_that_arrives_empty_says_so_and_how_else_to_get_it_in(app, syn
 
 
 def test_a_truly_empty_file_is_not_called_a_lost_upload(app):
-    shown = upload(app, ("empty.png", b""))
+    shown = upload(app, ("empty.png", b""))  # the browser says 0 bytes too
     assert "the file is empty (0 bytes)" in shown and "arrived empty" not in shown
 
 
@@ -370,6 +370,7 @@ def _gif() -> bytes:
 
 BAD = {
     "notes.txt": (b"just some text", "not an image file"),
+    "empty.jpg": (b"", "empty (0 bytes)"),
     "huge.png": (encode(Image.new("L", (9000, 9000))), "too large"),
 }
 
