@@ -227,7 +227,9 @@ def _error_of(cell) -> str | None:
         if out.get("output_type") == "error":
             value = str(out.get("evalue", "")).strip().splitlines()
             text = f"{out.get('ename', 'Error')}: {value[0] if value else ''}".strip().rstrip(":")
-            if out.get("ename") == "NotImplementedError":
+            if out.get("ename") in ("AssertionError", "HiddenFunctionError") and value:
+                text = value[0]  # a check's own message says what is wrong
+            elif out.get("ename") == "NotImplementedError":
                 text = "not answered (NotImplementedError)"
             return text[:300]
     return None
