@@ -28,7 +28,7 @@ def failure(log: str) -> str:
     """One paragraph from nbgrader's log: the notebook it was converting and the error it raised."""
     lines = log.splitlines()
     notebooks = [line.rsplit("/", 1)[-1] for line in lines if "Converting notebook" in line]
-    errors = [line.strip() for line in lines if re.match(r"\s*\w+(Error|Exception): ", line)
+    errors = [line.strip() for line in lines if re.match(r"\s*[\w.]+(Error|Exception): ", line)
               and "NbGraderException" not in line]
     where = f" on solutions/{notebooks[-1]}" if notebooks else ""
     return f"nbgrader generate_assignment failed{where}: " + ("; ".join(dict.fromkeys(errors)) or log.strip()[-2000:])

@@ -21,6 +21,10 @@ def make_augmenter(seed):
                              keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
                              keras.layers.RandomBrightness(0.15, value_range=(0, 1), seed=seed)])
 """, "pixels must stay in 0..255"),
+        Wrong("calls the kit's augmenter", """
+def make_augmenter(seed):
+    return hl.augment.build(seed=seed)
+""", "hides hl.augment.build"),
     ],
     "task2": [
         Wrong("no cache", """
