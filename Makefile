@@ -6,17 +6,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install course test lab demo exercises grade benchmark figure clean
+.PHONY: help install course test test-fast lab demo exercises grade benchmark benchmark-labs figure clean
 
 help:
-	@echo "make course     run the six notebooks in order (executed copies in build/course/)"
+	@echo "make course     run the seven notebooks in order (executed copies in build/course/)"
 	@echo "make test       run the whole test suite"
+	@echo "make test-fast  the tests that build no model, run no notebook and drive no browser (under a minute)"
 	@echo "make lab        JupyterLab on the notebooks"
 	@echo "make demo       the classify widget as a web page (Voila on 127.0.0.1)"
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make grade SUBMISSIONS=folder  run and score students' exercise notebooks (table + build/grades.csv)"
 	@echo "make benchmark  kit recipe vs tutorial recipe on the full data (ARGS=--quick: a few minutes;"
 	@echo "                ARGS=--readme: keep the figures in benchmarks/, the tables in README and model card)"
+	@echo "make benchmark-labs  Kaggle-only against both-labs training, scored on both labs (docs/second-lab.md)"
 	@echo "make figure     the README's picture (docs/images/cells.png) from the course's model"
 
 $(STAMP): pyproject.toml
@@ -33,6 +35,9 @@ course: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not real_data and not browser and not model"
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
@@ -47,6 +52,9 @@ demo: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/benchmark.py $(ARGS)
+
+benchmark-labs: $(STAMP)
+	$(PY) benchmarks/second_lab.py $(ARGS)
 
 figure: $(STAMP)
 	$(PY) tools/make_figure.py
