@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in changed:
         print(f"updated {path.relative_to(args.root)}")
     print(f"{len(changed)} file(s) updated; the kit's home is {check_repository(args.url)} at {args.ref}")
+    generator = args.root / "tools" / "make_exercises.py"
+    if changed and generator.exists():  # exercises/ is nbgrader's output: made again from solutions/
+        import subprocess
+
+        return subprocess.run([sys.executable, str(generator)], cwd=args.root).returncode
     return 0
 
 
