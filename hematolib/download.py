@@ -93,6 +93,21 @@ def verify_images(images_dir: Path, contents: dict) -> None:
         raise DownloadError("The downloaded dataset is not the expected one: " + "; ".join(problems))
 
 
+def checks_out(verify: Callable[[], None]) -> bool:
+    """Whether `verify()` passes; a copy in place that does not (incomplete or changed) is fetched again."""
+    try:
+        verify()
+        return True
+    except DownloadError:
+        return False
+
+
+def work_folder(target: Path) -> Path:
+    """A new temporary folder next to `target`, on the same disk, so the result renames into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.download-", dir=target.parent))
+
+
 def download_dataset(target: str | Path | None = None, source: Source = GITHUB_SOURCE,
                      force: bool = False, progress: bool = True, timeout: float = 60) -> Path:
     """Fetch, check and unpack the dataset into `target` (default data/blood-cells); return it.
@@ -102,14 +117,9 @@ def download_dataset(target: str | Path | None = None, source: Source = GITHUB_S
     """
     target = Path(target) if target is not None else default_target()
     images_dir = target / "dataset2-master" / "images"
-    if images_dir.is_dir() and not force:
-        try:
-            verify_images(images_dir, source.contents)
-            return target
-        except DownloadError:
-            pass  # incomplete or changed: fetch again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.download-", dir=target.parent))
+    if not force and images_dir.is_dir() and checks_out(lambda: verify_images(images_dir, source.contents)):
+        return target
+    work = work_folder(target)
     try:
         archive = fetch(source.url, work / "archive", sha256=source.archive_sha256, label="blood-cells",
                         offline_hint="Offline, point HEMATO_DATA at a copy of the dataset.",

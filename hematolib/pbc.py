@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from .config import CLASS_NAMES, PROJECT_DIR, env_path
 from .data import DataNotFoundError, Dataset, DatasetLayoutError, ImageRecord, _list_split
-from .download import DownloadError, check_free_space, extract_safely, fetch, swap_into_place
+from .download import DownloadError, check_free_space, checks_out, extract_safely, fetch, swap_into_place, work_folder
 from .files import sha256_file
 from .images import full_check, quick_check
 
@@ -126,14 +125,9 @@ def download_pbc(target: str | Path | None = None, snapshot: Snapshot | None = N
     manifest = read_manifest(snapshot.manifest)
     cells, dropped = select_cells(manifest)
     expected = {cell: manifest[path] for cell, path in cells.items()}
-    if target.is_dir() and not force:
-        try:
-            verify_files(target, expected, str(target))
-            return target
-        except DownloadError:
-            pass  # incomplete or changed: fetch again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.download-", dir=target.parent))
+    if not force and target.is_dir() and checks_out(lambda: verify_files(target, expected, str(target))):
+        return target
+    work = work_folder(target)
     try:
         needed = sum(size for _, size in manifest.values())
         archive = fetch(snapshot.url, work / "archive", label="PBC", unpacked_bytes=needed,
