@@ -81,9 +81,10 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
 
 
 def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int = 1,
-        callbacks: Sequence = (), second_lab: Sequence | None = None) -> RecipeResult:
+        callbacks: Sequence = (), second_lab: Sequence | None = None, test: bool = True) -> RecipeResult:
     """`split`, `fit`, then VALIDATION (unless `config.val_fraction` is 0: trained on every TRAIN
-    cell), TEST and TEST_SIMPLE reports; saves the model with its metadata to `out` when given.
+    cell) and, with `test`, TEST and TEST_SIMPLE reports; saves the model with its metadata to
+    `out` when given.
     second_lab: another lab's records (`hl.pbc`), split by cell (`labs.split_cells`) and added to
     training and validation (to training only in a refit); its test cells get a report of their own.
     callbacks: extra Keras callbacks for the fine-tuning stage."""
@@ -101,10 +102,11 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     trained = fit(train, val, config, verbose=verbose, callbacks=callbacks)
     model = trained.model
     reports = {"VALIDATION": evaluate_records(model, val, "VALIDATION")[0]} if val else {}
-    reports["TEST"] = evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed), "TEST")[0]
-    if ds.test_simple:
+    if test:
+        reports["TEST"] = evaluate_records(model, cap_per_class(ds.test, config.per_class, config.seed), "TEST")[0]
+    if test and ds.test_simple:
         reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
-    if second_lab:
+    if test and second_lab:
         reports["SECOND_LAB_TEST"] = evaluate_records(model, lab_test, "SECOND_LAB_TEST")[0]
     familiarity = {ENTRY: of_model(model, train, val).to_bytes()} if val else None  # a refit has no cells to calibrate on
     info = model_info(config, ds, train, reports)
@@ -256,12 +258,7 @@ def load_or_train(path: str | Path | None = None, ds: Dataset | None = None, con
               + (f", fine-tuning {config.fine_tune_epochs}" if config.fine_tune_epochs else ", no fine-tuning")
               + "). Run the notebooks before this one for the course's model (in Colab, keep models on "
               "Google Drive between notebooks: see the setup cell).", flush=True)
-        ds = ds if ds is not None else open_dataset()
-        train, val = split(ds, config)
-        trained = fit(train, val, config, verbose=verbose)
-        reports = {"VALIDATION": evaluate_records(trained.model, val, "VALIDATION")[0]} if val else {}
-        familiarity = {ENTRY: of_model(trained.model, train, val).to_bytes()} if val else None
-        mdl.save(trained.model, path, model_info(config, ds, train, reports), extras=familiarity)
+        run(ds if ds is not None else open_dataset(), config, out=path, verbose=verbose, test=False)
     model, info = mdl.load(path)
     cap = info.config.get("per_class")
     print(f"Loaded {path}" + (f" (a quick model: trained on at most {cap} images per class)" if cap else ""))

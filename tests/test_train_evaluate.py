@@ -515,3 +515,16 @@ def test_the_recipe_times_its_stages_and_fine_tunes_with_augmentation(synthetic_
     assert info.metrics["VALIDATION"]["accuracy"] == result.reports["VALIDATION"].accuracy
     assert set(info.metrics) == {"VALIDATION"} and final.predict(np.zeros((1, *final.input_shape[1:])),
                                                                  verbose=0).shape == (1, 4)
+
+
+def test_a_model_trained_because_none_was_saved_never_reads_test(synthetic_root, monkeypatch, tmp_path):
+    from hematolib import recipe
+
+    scored = []
+    real = recipe.evaluate_records
+    monkeypatch.setattr(recipe, "evaluate_records", lambda m, recs, split, **kw: scored.append(split) or real(m, recs, split))
+    quick = Config(image_size=32, per_class=8, head_epochs=1, fine_tune_epochs=0, batch_size=8)
+    monkeypatch.setattr(mdl, "resolve_weights", lambda alpha: None)
+    model, info = recipe.load_or_train(tmp_path / "m.keras", load_dataset(synthetic_root), quick)
+    assert scored == ["VALIDATION"] and set(info.metrics) == {"VALIDATION"}
+    assert (tmp_path / "m.keras").exists() and mdl.is_cropping(model)
