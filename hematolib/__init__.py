@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["augment", "cache", "cli", "config", "course", "data", "download", "errors", "evaluate",
            "explain", "export", "familiar", "files", "grade", "home", "images", "inference",
            "labs", "layers", "locate", "model", "originals", "pbc", "plots", "recipe", "synthetic",
-           "train", "widgets"]
+           "train", "uploads", "widget_html", "widgets"]
 
 
 SHORTCUTS = {"Config": "config", "open_dataset": "data", "build": "model", "load": "model",

@@ -1,198 +1,21 @@
 """The upload-and-classify widget: drop smear images (or pick a sample), see the cell type.
 
-Works with ipywidgets 8 (the browser sends FileUpload.value: a tuple of dicts, content a
-memoryview) and ipywidgets 7, which Colab still runs (the browser sends `_counter`, `metadata`
-and `data`; `value` is a dict keyed by file name). Uploads are decoded in memory and never
-written to disk.
-
-An upload travels from the page to Python as one websocket message, and a message larger than
-the server carries is dropped without a word (Jupyter and Voila: 10 MiB unless
-`websocket_max_message_size` is set; Colab: 1 MB). The widget tells the page that limit: the
-page refuses a larger upload with a message instead of sending it, and the widget offers a path
-box and the command line for such files.
+Works with ipywidgets 8 and 7 (which Colab runs); uploads are decoded in memory and never written
+to disk. How an upload reaches Python is in `uploads`, the cards it shows in `widget_html`.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import numpy as np
+from typing import Iterable, Sequence
 
 from .config import default_model_path
 from .data import ImageRecord
 from .images import MAX_FILE_BYTES, ImageDecodeError, decode_image
-
-JUPYTER_MESSAGE_LIMIT = 10 * 1024 * 1024  # tornado's default websocket_max_message_size
-COLAB_MESSAGE_LIMIT = 1_000_000  # Colab drops widget messages of 1 MB or more (ipywidgets issue 3452)
-MESSAGE_OVERHEAD = 64 * 1024  # room for the JSON that travels with the file bytes
-MESSAGE_LIMIT_ENV = "HEMATO_MESSAGE_LIMIT"  # bytes; set it to the server's websocket_max_message_size
-
-CELL_INFO = {
-    "EOSINOPHIL": ("Bilobed nucleus; cytoplasm packed with large orange-red granules.",
-                   "Fights parasites and takes part in allergic reactions; 1-4% of white cells."),
-    "LYMPHOCYTE": ("Small cell; one large round, dark nucleus with a thin rim of blue cytoplasm.",
-                   "Adaptive immunity: B cells make antibodies, T cells kill infected cells; 20-40%."),
-    "MONOCYTE": ("The largest white cell; kidney- or horseshoe-shaped nucleus, grey-blue cytoplasm.",
-                 "Leaves the blood to become macrophages that engulf debris and microbes; 2-8%."),
-    "NEUTROPHIL": ("Nucleus of 3-5 lobes joined by thin strands; pale, finely granular cytoplasm.",
-                   "First responder to bacterial infection, engulfs bacteria; 40-70% of white cells."),
-}
-
-_STYLE = """<style>
-.hv-card {border:1px solid #ccc; border-radius:6px; padding:8px; margin:6px 0; display:flex; gap:12px;}
-.hv-error {border-color:#d33; background:#fff4f4; color:#a00;}
-.hv-uncertain {color:#b36b00; font-weight:bold;}
-.hv-bar {background:#e8e8e8; width:180px; height:12px; display:inline-block; vertical-align:middle;}
-.hv-bar > span {background:#4a78c2; height:12px; display:block;}
-.hv-class {font-size:1.2em; font-weight:bold;}
-.hv-results {flex-direction:column; align-items:stretch;}
-</style>"""
-
-# Runs in the page: refuses an upload larger than the limit on the upload button (class
-# hv-limit-N) before the browser reads it, and shows the message HV_MESSAGE instead. FileUpload
-# opens its own hidden <input type=file> with .click(), so the guard wraps that call and listens
-# to the input's change event first (capture), ahead of the widget's own reader.
-_GUARD_JS = """
-(function () {
-  if (window.hvUploadGuard) { return; }
-  window.hvUploadGuard = true;
-  var pending = null;
-  document.addEventListener("click", function (event) {
-    var button = event.target && event.target.closest && event.target.closest(".hv-upload");
-    if (button) { pending = button; setTimeout(function () { pending = null; }, 0); }
-  }, true);
-  var click = HTMLInputElement.prototype.click;
-  HTMLInputElement.prototype.click = function () {
-    if (pending && this.type === "file") {
-      this.hvButton = pending;
-      if (!this.hvGuarded) { this.hvGuarded = true; this.addEventListener("change", guard, true); }
-    }
-    return click.apply(this, arguments);
-  };
-  function limitOf(button) {
-    var name = Array.prototype.find.call(button.classList, function (c) { return c.indexOf("hv-limit-") === 0; });
-    return name ? Number(name.slice(9)) : 0;
-  }
-  function guard(event) {
-    var input = event.currentTarget, button = input.hvButton;
-    if (!button) { return; }
-    var app = button.closest(".hv-app"), results = app && app.querySelector(".hv-results");
-    var shown = results && results.querySelector(".widget-html-content");
-    var old = app && app.querySelector(".hv-not-sent");
-    if (old) { old.remove(); }
-    var files = Array.prototype.slice.call(input.files || []), limit = limitOf(button);
-    var total = files.reduce(function (sum, f) { return sum + f.size; }, 0);
-    if (!limit || total <= limit) { return; }
-    event.stopImmediatePropagation();
-    input.value = "";
-    var names = files.map(function (f) { return f.name; }).join(", ");
-    var card = document.createElement("div");
-    card.className = "hv-card hv-error hv-not-sent";
-    var head = document.createElement("b");
-    head.textContent = "Not sent: " + names;
-    var text = document.createElement("div");
-    text.textContent = HV_MESSAGE.replace("{size}", (total / 1e6).toFixed(1)).replace(/[{]name[}]/g, files[0].name);
-    var box = document.createElement("div");
-    box.appendChild(head); box.appendChild(text); card.appendChild(box);
-    if (results) { results.insertBefore(card, results.firstChild); }
-    else { button.parentNode.insertBefore(card, button.nextSibling); }
-    if (shown && window.MutationObserver) {  // new cards from Python (the path box): the note goes
-      var watch = new MutationObserver(function () { card.remove(); watch.disconnect(); });
-      watch.observe(shown, {childList: true, subtree: true, characterData: true});
-    }
-  }
-})();
-"""
-
-
-def message_limit() -> int:
-    """Bytes one message from the page to Python can carry here: HEMATO_MESSAGE_LIMIT, Colab's or Jupyter's."""
-    text = os.environ.get(MESSAGE_LIMIT_ENV, "").strip()
-    if text:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value <= MESSAGE_OVERHEAD:
-            raise ValueError(f"{MESSAGE_LIMIT_ENV}={text!r}: expected the server's websocket_max_message_size "
-                             f"in bytes, more than {MESSAGE_OVERHEAD}, e.g. 67108864 for 64 MiB.")
-        return value
-    return COLAB_MESSAGE_LIMIT if "google.colab" in sys.modules else JUPYTER_MESSAGE_LIMIT
-
-
-def other_ways(name: str) -> str:
-    """How to classify a file that cannot be uploaded here: the path box or the command line."""
-    if "google.colab" in sys.modules:
-        return (f"Add it in Colab's Files panel, then type /content/{name} in the File path box below, or "
-                f"run `!hematovision predict /content/{name}` in a cell.")
-    return ("Type its path in the File path box below (the file is read on the machine that runs Python), "
-            f"or run `hematovision predict {name}` in a terminal.")
-
-
-def iter_uploads(value: Any) -> list[tuple[str, bytes]]:
-    """(file name, bytes) for every file in a FileUpload value, ipywidgets 8 or 7 style."""
-    return [(name, data) for name, data, _size in _uploaded(value)]
-
-
-def _uploaded(value: Any) -> list[tuple[str, bytes, int]]:
-    """(file name, bytes, size the browser reported) for every file in a FileUpload value."""
-    if not value:
-        return []
-    if isinstance(value, dict):  # ipywidgets 7: {name: {"metadata": {...}, "content": bytes}}
-        items = [(info.get("metadata", {}), name, info.get("content", b"")) for name, info in value.items()]
-    else:  # ipywidgets 8: ({"name": ..., "size": ..., "content": memoryview, ...}, ...)
-        items = [(f, "upload", f.get("content", b"")) for f in value]
-    return [(str(meta.get("name", name)), bytes(content or b""), int(meta.get("size") or 0))
-            for meta, name, content in items]
-
-
-def _png_data_url(rgb: np.ndarray, max_side: int = 224) -> str:
-    from PIL import Image
-
-    img = Image.fromarray(np.asarray(rgb, dtype=np.uint8))
-    img.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def result_html(prediction, preview: np.ndarray, cam: np.ndarray | None = None) -> str:
-    """One result card: preview, class, confidence, probability bars, flags, cell card, timing."""
-    p = prediction
-    bars = "".join(
-        f"<div>{html.escape(c.title()):<11} <span class='hv-bar'><span style='width:{v * 100:.0f}%'>"
-        f"</span></span> {v:.1%}</div>" for c, v in p.probabilities.items())
-    looks, does = CELL_INFO.get(p.class_name, ("", ""))
-    flag = (f"<div class='hv-uncertain'>Uncertain: confidence below {p.uncertain_below:.0%}; "
-            "do not trust this label.</div>" if p.uncertain else "")
-    notes = "".join(f"<div><i>{html.escape(n)}</i></div>" for n in p.notes)
-    images = f"<img src='{_png_data_url(preview)}' alt='preview' title='{html.escape(p.name)}'>"
-    if cam is not None:
-        images += f"<img src='{_png_data_url(cam)}' alt='Grad-CAM' title='Grad-CAM: where the model looked'>"
-    return (f"<div class='hv-card hv-result'><div>{images}</div><div>"
-            f"<div>{html.escape(Path(p.name).name)}</div>"
-            f"<div class='hv-class'>Predicted: {p.class_name} ({p.confidence:.1%})</div>{flag}{bars}"
-            f"<div><b>Looks like:</b> {looks}<br><b>Does:</b> {does}</div>{notes}"
-            f"<div style='color:#777'>prediction took {p.seconds * 1000:.0f} ms</div></div></div>")
-
-
-def error_html(name: str, message: str) -> str:
-    """An error card for a file that could not be classified."""
-    return (f"<div class='hv-card hv-error'><div><b>Could not classify {html.escape(Path(name).name)}</b>"
-            f"<br>{html.escape(message)}</div></div>")
-
-
-def guard_html(message: str) -> str:
-    """The page script that refuses uploads over the button's limit, showing `message` ({size}, {name})."""
-    quoted = json.dumps(message).replace("<", "\\u003c")
-    return "<script>" + _GUARD_JS.replace("HV_MESSAGE", quoted) + "</script>"
+from .uploads import MESSAGE_OVERHEAD, files_v7, guard_html, message_limit, other_ways, uploaded_files
+from .widget_html import STYLE, error_html, result_html
 
 
 class ClassifyApp:
@@ -237,7 +60,7 @@ class ClassifyApp:
             self.upload.observe(self._on_upload, names="value")
         self.picker.observe(self._on_pick, names="value")
         self.path_box.observe(self._on_path, names="value")
-        self.widget = w.VBox([w.HTML(_STYLE), w.HBox([self.upload, self.picker]), self.path_box, self.grad_cam,
+        self.widget = w.VBox([w.HTML(STYLE), w.HBox([self.upload, self.picker]), self.path_box, self.grad_cam,
                               self.status, self.train_button, self.results])
         self.widget.add_class("hv-app")
         self._show_model_state()
@@ -380,7 +203,7 @@ class ClassifyApp:
 
     def _on_upload(self, change) -> None:
         """ipywidgets 8: the browser sends `value`; cleared after use, so the same file again is a change."""
-        files = _uploaded(change["new"])
+        files = uploaded_files(change["new"])
         if not files:
             return
         try:
@@ -398,8 +221,7 @@ class ClassifyApp:
         """
         before = change["old"]
         metadata, data = list(self.upload.metadata), list(self.upload.data)
-        files = [(str(m.get("name", "upload")), bytes(d or b""), int(m.get("size") or 0))
-                 for m, d in zip(metadata, data)]
+        files = files_v7(metadata, data)
         if len(metadata) != len(data) or not files:
             return
         self._receive(files, missing=max(0, change["new"] - before - len(files)))

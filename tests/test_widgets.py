@@ -25,7 +25,8 @@ from PIL import Image
 from hematolib.config import CLASS_NAMES
 from hematolib.data import load_dataset
 from hematolib.inference import Prediction
-from hematolib.widgets import MESSAGE_OVERHEAD, ClassifyApp, guard_html, iter_uploads, message_limit
+from hematolib.uploads import MESSAGE_OVERHEAD, guard_html, iter_uploads, message_limit
+from hematolib.widgets import ClassifyApp
 
 IPYWIDGETS = int(ipywidgets.__version__.split(".")[0])
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
