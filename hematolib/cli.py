@@ -170,19 +170,19 @@ def cmd_grade(args) -> int:
     """Grade every student's notebooks; print the table, write the CSV."""
     import os
 
-    from . import grade
+    from . import gradebook
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels: TensorFlow's C++ notes stay out
     try:
-        results, notes = grade.grade_folder(args.submissions, args.release, args.timeout, args.exercises,
-                                            progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except grade.GradeError as exc:
+        results, notes = gradebook.grade_folder(args.submissions, args.release, args.timeout, args.exercises,
+                                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except gradebook.GradeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    print(grade.table(results), end="")
-    print(f"Grades written to {grade.write_csv(results, args.out)}")
+    print(gradebook.table(results), end="")
+    print(f"Grades written to {gradebook.write_csv(results, args.out)}")
     return 0
 
 

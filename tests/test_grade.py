@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hematolib import grade
+from hematolib import grade, gradebook, scoring
 from tests.wrong_solutions import wrong_solutions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,9 +103,9 @@ SOLVED = {"task1_solution": "def double(x):\n    return x + x",
 def test_the_release_nbgrader_makes_has_stubs_and_the_kit_reads_its_tasks(tiny_course):
     nb = nbformat.read(tiny_course / "all-released" / "ex91_double.ipynb", as_version=4)
     assert "raise NotImplementedError()" in nb.cells[2].source and "return 2 * x" not in nb.cells[2].source
-    assert nb.cells[6].source == grade.ANSWER_STUB
-    assert grade.tasks_of(nb) == [grade.Task("task1", "1", 2.0, False), grade.Task("task2", "2", 3.0, False),
-                                  grade.Task("written", "written", 2.0, True)]
+    assert nb.cells[6].source == scoring.ANSWER_STUB
+    assert scoring.tasks_of(nb) == [scoring.Task("task1", "1", 2.0, False), scoring.Task("task2", "2", 3.0, False),
+                                    scoring.Task("written", "written", 2.0, True)]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def tiny_grades(tiny_course, tmp_path_factory):
     for rel, text in files.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_text(text)
-    results, notes = grade.grade_folder(folder, release, timeout=8)
+    results, notes = gradebook.grade_folder(folder, release, timeout=8)
     return {(r.student, r.exercise, r.task): r for r in results}, notes, results
 
 
@@ -142,7 +142,7 @@ def test_a_solved_notebook_gets_every_automatic_point_and_its_written_answer_wai
     by, _, _ = tiny_grades
     assert [by["alice", e, t].points for e in TINY for t in ("1", "2")] == [2, 3, 2, 3]
     assert by["alice", "ex91_double", "written"].points is None
-    assert by["alice", "ex91_double", "written"].message == grade.MANUAL_NOTE
+    assert by["alice", "ex91_double", "written"].message == scoring.MANUAL_NOTE
 
 
 @pytest.mark.slow
@@ -206,13 +206,13 @@ def test_the_table_and_the_csv_list_every_task_of_every_student(tiny_grades, tmp
     _, _, results = tiny_grades
     students = {"alice", "bob", "carol", "dave", "erin", "frank", "grace"}
     assert {r.student for r in results} == students and len(results) == len(students) * 2 * 3
-    text = grade.table(results)
+    text = gradebook.table(results)
     assert "alice: 10 of 10 points graded automatically; 2 written answers (4 points) to grade by hand" in text
     assert "bob: 0 of 10 points graded automatically" in text
     assert "double(3) should be 6, got 7" in text
-    path = grade.write_csv(results, tmp_path / "out" / "grades.csv")
+    path = gradebook.write_csv(results, tmp_path / "out" / "grades.csv")
     rows = list(csv.DictReader(path.open()))
-    assert tuple(rows[0]) == grade.COLUMNS and len(rows) == len(results)
+    assert tuple(rows[0]) == gradebook.COLUMNS and len(rows) == len(results)
     assert {"student": "alice", "exercise": "ex91_double", "task": "1", "points": "2", "max_points": "2",
             "message": ""} in rows
     assert [p.name for p in path.parent.iterdir()] == ["grades.csv"]  # no temporary file left behind
@@ -283,7 +283,7 @@ def test_submissions_are_found_in_nbgrader_student_folders_and_flat_files(tmp_pa
                 "submitted/ex91_double.ipynb"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("{}")
-    found, notes = grade.find_submissions(tmp_path / "submitted", TINY)
+    found, notes = gradebook.find_submissions(tmp_path / "submitted", TINY)
     assert {k: v.relative_to(tmp_path / "submitted").as_posix() for k, v in found.items()} == {
         ("ann", "ex91_double"): "ann/ex91_double/ex91_double.ipynb", ("bo", "ex92_halve"): "bo/copy/ex92_halve.ipynb",
         ("cy", "ex91_double"): "cy_ex91_double.ipynb"}
