@@ -20,6 +20,21 @@ def predict_records(model, records: Sequence[ImageRecord], batch_size: int = 64,
     return np.asarray(model.predict(pipeline, verbose=verbose))
 
 
+def _resampled_accuracies(correct: np.ndarray, groups: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """Accuracy over `n_boot` resamples of the cells (distinct `groups`), drawn with replacement."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    hits = np.bincount(inverse, weights=np.asarray(correct, dtype=float), minlength=len(names))
+    sizes = np.bincount(inverse, minlength=len(names)).astype(float)
+    picks = rng.integers(0, len(names), size=(n_boot, len(names)))
+    return hits[picks].sum(axis=1) / sizes[picks].sum(axis=1)
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def bootstrap_accuracy(correct: np.ndarray, groups: np.ndarray, n_boot: int = 2000,
                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """A percentile bootstrap interval for accuracy that resamples original cells, not images.
@@ -27,15 +42,18 @@ def bootstrap_accuracy(correct: np.ndarray, groups: np.ndarray, n_boot: int = 20
     Images of one cell are near-copies, so resampling images would pretend there are thousands of
     independent samples and give a far too narrow interval.
     """
-    names, inverse = np.unique(groups, return_inverse=True)
-    hits = np.bincount(inverse, weights=correct.astype(float), minlength=len(names))
-    sizes = np.bincount(inverse, minlength=len(names)).astype(float)
+    return _interval(_resampled_accuracies(correct, groups, n_boot, np.random.default_rng(seed)), level)
+
+
+def bootstrap_gap(correct_a: np.ndarray, groups_a: np.ndarray, correct_b: np.ndarray, groups_b: np.ndarray,
+                  n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """(accuracy on a minus accuracy on b, low, high): the gap between two sets of cells (two labs,
+    say), with a bootstrap interval that resamples the cells of each set on its own."""
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(names), size=(n_boot, len(names)))
-    accs = hits[picks].sum(axis=1) / sizes[picks].sum(axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(accs, [tail, 100 - tail])
-    return float(lo), float(hi)
+    gaps = (_resampled_accuracies(correct_a, groups_a, n_boot, rng)
+            - _resampled_accuracies(correct_b, groups_b, n_boot, rng))
+    gap = float(np.mean(correct_a) - np.mean(correct_b))
+    return (gap, *_interval(gaps, level))
 
 
 @dataclass

@@ -30,6 +30,18 @@ def test_bootstrap_over_cells_is_wider_than_over_images():
     assert evaluate.bootstrap_accuracy(np.ones(30, bool), np.arange(30) // 3) == (1.0, 1.0)
 
 
+def test_the_gap_between_two_labs_resamples_each_labs_cells():
+    home = np.repeat(np.arange(40) % 10 != 0, 5)   # 40 cells of 5 images, 90% right
+    away = np.arange(60) % 2 == 0                  # 60 cells of one image, 50% right
+    gap, low, high = evaluate.bootstrap_gap(home, np.repeat(np.arange(40), 5), away, np.arange(60), seed=3)
+    assert gap == pytest.approx(0.4) and low < gap < high
+    assert 0.2 < low < 0.35 and 0.45 < high < 0.6   # cells: about 40 + 60 independent answers
+    same = evaluate.bootstrap_gap(away, np.arange(60), away, np.arange(60), seed=3)
+    assert same[0] == 0 and same[1] < 0 < same[2]
+    by_images = evaluate.bootstrap_gap(home, np.arange(200), away, np.arange(60), seed=3)
+    assert by_images[2] - by_images[1] < high - low   # treating copies as cells narrows it wrongly
+
+
 def test_evaluate_matches_hand_computed_metrics():
     labels = np.array([0, 0, 1, 1, 2, 3])
     pred = np.array([0, 1, 1, 1, 2, 0])

@@ -1,4 +1,4 @@
-"""Wrong answers to exercise 6 (inference, and when to trust a prediction)."""
+"""Wrong answers to exercise 7 (inference, and when to trust a prediction)."""
 
 from tests.wrong_solutions import Wrong
 
