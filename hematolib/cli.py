@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .config import PROJECT_DIR, Config, default_model_path
@@ -126,13 +127,18 @@ def cmd_download(args) -> int:
         if args.source == "kaggle":
             raise download.DownloadError("--source kaggle is for the Kaggle dataset; PBC comes from its "
                                          "pinned GitHub snapshot: drop --source.")
-        target = pbc.download_pbc(args.target, force=args.force)
+        snapshot = replace(pbc.pinned_snapshot(), url=args.url) if args.url else None
+        target = pbc.download_pbc(args.target, snapshot=snapshot, force=args.force)
         print(f"PBC ready in {target}\n{pbc.CREDIT}")
         return 0
     if args.source == "kaggle":
+        if args.url:
+            raise download.DownloadError("--url names a mirror of the pinned archive; --source kaggle "
+                                         "fetches through kagglehub: use one of them.")
         target = download.download_from_kaggle(args.target)
     else:
-        target = download.download_dataset(args.target, force=args.force)
+        source = replace(download.pinned_source(), url=args.url) if args.url else None
+        target = download.download_dataset(args.target, source, force=args.force)
     print(f"Dataset ready in {target}")
     return 0
 
@@ -240,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None)
     p.add_argument("--source", choices=("github", "kaggle"), default="github")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--url", default=None,
+                   help="a mirror of the pinned archive (a classroom server, say; default: HEMATO_DATA_URL, or "
+                        "HEMATO_PBC_URL for pbc, then the pinned source): every file is checked the same way")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("course", help="run the numbered notebooks in order (make course)")

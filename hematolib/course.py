@@ -46,7 +46,8 @@ def ensure_data(target: Path | None = None, source: Source | None = None,
     when there is none; None when that download failed and the notebooks will use the synthetic set.
 
     `HEMATO_DATA`, when set, is used as it is (a folder that does not exist is an error). `source` is
-    where to download from (default: the pinned GitHub copy of the Kaggle dataset).
+    where to download from (default: the pinned copy of the Kaggle dataset, or the mirror that
+    HEMATO_DATA_URL names).
     """
     from . import download
     from .data import find_data_dir
@@ -57,10 +58,11 @@ def ensure_data(target: Path | None = None, source: Source | None = None,
     target = Path(target) if target is not None else download.default_target()
     if target.exists():
         return target
+    source = source or download.pinned_source()
     print(f"No dataset found (HEMATO_DATA is not set and {target} does not exist): downloading the "
-          "Kaggle blood-cells dataset and checking every file.", file=out, flush=True)
+          f"Kaggle blood-cells dataset from {source.url} and checking every file.", file=out, flush=True)
     try:
-        return download.download_dataset(target, source or download.GITHUB_SOURCE, progress=bool(progress))
+        return download.download_dataset(target, source, progress=bool(progress))
     except download.DownloadError as exc:
         print(textwrap.fill(
             f"COULD NOT DOWNLOAD THE DATASET: {exc} The course now runs on the built-in SYNTHETIC dataset "

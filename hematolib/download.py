@@ -11,7 +11,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -62,6 +62,16 @@ GITHUB_SOURCE = Source(
 )
 
 
+URL_ENV = "HEMATO_DATA_URL"  # a mirror of the pinned archive (a classroom server, say)
+
+
+def pinned_source() -> Source:
+    """The pinned source, fetched from the mirror named by HEMATO_DATA_URL when set: what arrives
+    is checked against the same digests, so a mirror can serve only the same images."""
+    url = os.environ.get(URL_ENV)
+    return replace(GITHUB_SOURCE, url=url) if url else GITHUB_SOURCE
+
+
 def default_target() -> Path:
     return PROJECT_DIR / "data" / "blood-cells"
 
@@ -108,13 +118,15 @@ def work_folder(target: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.download-", dir=target.parent))
 
 
-def download_dataset(target: str | Path | None = None, source: Source = GITHUB_SOURCE,
+def download_dataset(target: str | Path | None = None, source: Source | None = None,
                      force: bool = False, progress: bool = True, timeout: float = 60) -> Path:
-    """Fetch, check and unpack the dataset into `target` (default data/blood-cells); return it.
+    """Fetch, check and unpack the dataset into `target` (default data/blood-cells) from `source`
+    (default: `pinned_source()`); return it.
 
     Writes to temporary names next to `target` and renames into place only when everything
     checked out, so an interrupted or bad download never replaces a good dataset.
     """
+    source = source or pinned_source()
     target = Path(target) if target is not None else default_target()
     images_dir = target / "dataset2-master" / "images"
     if not force and images_dir.is_dir() and checks_out(lambda: verify_images(images_dir, source.contents)):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from .config import CLASS_NAMES, PROJECT_DIR, env_path
@@ -41,6 +42,16 @@ class Snapshot:
 PINNED = Snapshot(url=f"https://github.com/kylewang1999/PBC_dataset/archive/{COMMIT}.zip",
                   folder=f"PBC_dataset-{COMMIT}", manifest=Path(__file__).with_name("pbc-wbc.sha256"),
                   origin=f"github.com/kylewang1999/PBC_dataset at commit {COMMIT}")
+
+
+URL_ENV = "HEMATO_PBC_URL"  # a mirror of the pinned snapshot's archive (a classroom server, say)
+
+
+def pinned_snapshot() -> Snapshot:
+    """The pinned snapshot, fetched from the mirror named by HEMATO_PBC_URL when set: every image
+    is checked against the same manifest."""
+    url = os.environ.get(URL_ENV)
+    return replace(PINNED, url=url) if url else PINNED
 
 
 def read_manifest(path: str | Path) -> dict[str, tuple[str, int]]:
@@ -120,7 +131,7 @@ def download_pbc(target: str | Path | None = None, snapshot: Snapshot | None = N
     Works in a temporary folder next to `target` and renames into place only when every file
     matched, so a failed or bad download never replaces a good copy.
     """
-    snapshot = snapshot or PINNED
+    snapshot = snapshot or pinned_snapshot()
     target = Path(target) if target is not None else default_target()
     manifest = read_manifest(snapshot.manifest)
     cells, dropped = select_cells(manifest)

@@ -145,3 +145,35 @@ def test_with_the_second_labs_images_the_course_runs_its_notebook(notebook_runne
     monkeypatch.setenv("HEMATO_PBC", str(tmp_path / "pbc"))
     course.run(tmp_path / "out", only=["06"], progress=io.StringIO())
     assert [name for name, _ in notebook_runner] == ["06_domain_shift.ipynb"]
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_make_course_on_a_clean_clone_downloads_the_real_data_from_a_mirror_before_notebook_01(
+        server, real_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import nbformat
+
+    routes, base = server
+    root = Path(__file__).resolve().parent.parent
+    kit = tmp_path / "kit"
+    subprocess.run(["git", "clone", "--quiet", str(root), str(kit)], check=True)
+    archive = zip_of(real_root / "dataset2-master" / "images", prefix=download.GITHUB_SOURCE.images_prefix)
+    url = serve(routes, base, "/blood-cells.zip", archive)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEMATO_")}
+    env |= {"HEMATO_DATA_URL": url, "PYTHONPATH": str(kit),   # the clone's kit, not this checkout's
+            "HEMATO_CACHE": str(tmp_path / "cache"), "HEMATO_MODELS": str(tmp_path / "models")}
+    done = subprocess.run(["make", "course", f"PY={sys.executable}", "STAMP=", "ARGS=--only 01"], cwd=kit, env=env,
+                          capture_output=True, text=True, timeout=900)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-4000:]
+    assert f"downloading the Kaggle blood-cells dataset from {url}" in said
+    assert said.index(url) < said.index("== [1/1] 01_explore_data")
+    assert load_dataset(kit / "data" / "blood-cells").counts()["TRAIN"]["EOSINOPHIL"] == 2497
+    ran = nbformat.read(kit / "build" / "course" / "01_explore_data.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in ran.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"images from: {kit / 'data' / 'blood-cells' / 'dataset2-master' / 'images'}" in printed
+    assert "synthetic: False" in printed and "'TRAIN': 9957" in printed

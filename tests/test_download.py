@@ -65,11 +65,11 @@ def synthetic_contents(tmp_path_factory):
     return images, contents
 
 
-def zip_of(images: Path, extra: dict[str, bytes] | None = None) -> bytes:
+def zip_of(images: Path, extra: dict[str, bytes] | None = None, prefix: str = PREFIX) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for p in sorted(images.rglob("*.jpeg")):
-            zf.write(p, PREFIX + p.relative_to(images).as_posix())
+            zf.write(p, prefix + p.relative_to(images).as_posix())
         for name, payload in (extra or {}).items():
             zf.writestr(name, payload)
     return buf.getvalue()
@@ -282,3 +282,35 @@ def test_kaggle_download_is_verified_and_copied_into_place(real_root, monkeypatc
     target = download.download_from_kaggle(tmp_path / "bc")
     assert load_dataset(target).counts()["TRAIN"]["MONOCYTE"] == 2478
     assert [p.name for p in tmp_path.iterdir()] == ["bc"]
+
+
+def test_a_mirror_named_by_hemato_data_url_is_fetched_and_checked_against_the_pinned_digests(
+        server, synthetic_contents, tmp_path, monkeypatch, capsys):
+    routes, base = server
+    images, _ = synthetic_contents
+    url = serve(routes, base, "/mirror.zip", zip_of(images, prefix=download.GITHUB_SOURCE.images_prefix))
+    monkeypatch.setenv("HEMATO_DATA_URL", url)
+    assert download.pinned_source().url == url
+    assert download.pinned_source().contents == download.KAGGLE_CONTENTS  # the mirror changes where, not what
+    with pytest.raises(DownloadError, match="not the expected one"):   # drawn cells are not the Kaggle images
+        download_dataset(tmp_path / "blood-cells", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.delenv("HEMATO_DATA_URL")
+    assert download.pinned_source() == download.GITHUB_SOURCE
+    from hematolib import cli
+
+    assert cli.main(["download", "--url", url, "--target", str(tmp_path / "blood-cells")]) != 0
+    assert "not the expected one" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+def test_the_second_labs_mirror_is_named_by_hemato_pbc_url(tmp_path, monkeypatch):
+    from hematolib import pbc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/pbc.zip"   # nobody listens there
+    monkeypatch.setenv("HEMATO_PBC_URL", url)
+    assert pbc.pinned_snapshot().url == url and pbc.pinned_snapshot().manifest == pbc.PINNED.manifest
+    with pytest.raises(DownloadError, match="127.0.0.1.*cannot connect"):
+        pbc.download_pbc(tmp_path / "pbc", progress=False)
+    assert list(tmp_path.iterdir()) == []
