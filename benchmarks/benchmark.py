@@ -127,8 +127,9 @@ def kit_recipe(ds, config: Config, latency_images: int) -> dict:
     keras_latency = latency(lambda rgb: predictor.predict_array(rgb), rgbs)
     lite = hl.export.TFLiteModel(hl.export.to_tflite(model, OUT / "hematovision.tflite"))
     lite_latency = latency(lambda rgb: lite.probabilities(predictor.preprocess(rgb)[0]), rgbs)
-    lite_pred = np.array([lite.probabilities(x).argmax() for batch, _ in
-                          hl.data.make_pipeline(test_records, lite.input_size, batch_size=64) for x in batch.numpy()])
+    lite_pred = np.array([lite.probabilities(x).argmax()
+                          for batch, _ in hl.pipelines.make_pipeline(test_records, lite.input_size, batch_size=64)
+                          for x in batch.numpy()])
     unfrozen = (f"top {config.fine_tune_layers} layers" if config.fine_tune_layers is not None
                 else "the whole base (BatchNorm frozen)")
     tuned = (f" + fine-tuning {unfrozen} x {config.fine_tune_epochs} epochs"

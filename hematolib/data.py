@@ -1,9 +1,8 @@
-"""Find, check and list the blood-cell dataset; split it by original cell; feed it to TensorFlow."""
+"""Find, check and list the blood-cell dataset: its images as records, by split, class and original cell."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -244,83 +243,10 @@ def summary(ds: Dataset) -> str:
             lines.append(f"{split:<12}{class_name:<12}{n:>8}{originals[split][class_name]:>11}")
         lines.append(f"{split:<12}{'all':<12}{sum(counts[split].values()):>8}"
                      f"{sum(originals[split].values()):>11}")
-    shared = sorted(shared_originals(ds.train, ds.test))
+    shared = sorted({r.original for r in ds.train} & {r.original for r in ds.test})
     if shared:
         lines.append(f"TRAIN and TEST share {len(shared)} cell(s), photographed for both: {', '.join(shared)}")
     return "\n".join(lines)
-
-
-def copies_of(records: Sequence[ImageRecord], original: str) -> list[ImageRecord]:
-    """Every image made from one original cell."""
-    return [r for r in records if r.original == original]
-
-
-def _shuffled_originals(records: Sequence[ImageRecord], seed: int) -> list[list[str]]:
-    """Each class's original cells (classes in label order), shuffled by one generator seeded with
-    `seed`: the seeded draw that `split_by_original` and `folds_by_original` deal cells from."""
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, set[str]] = defaultdict(set)
-    for r in records:
-        by_class[r.label].add(r.original)
-    shuffled = []
-    for label in sorted(by_class):
-        originals = sorted(by_class[label])
-        rng.shuffle(originals)
-        shuffled.append(originals)
-    return shuffled
-
-
-def split_by_original(records: Sequence[ImageRecord], val_fraction: float = 0.2, seed: int = 0
-                      ) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """A seeded, class-stratified train/validation split in which no original cell is on both sides.
-
-    Each class keeps at least one original on each side when it has two or more.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
-    val_originals: set[str] = set()
-    for originals in _shuffled_originals(records, seed):
-        n_val = int(round(len(originals) * val_fraction))
-        if len(originals) >= 2:
-            n_val = min(max(n_val, 1), len(originals) - 1)
-        val_originals.update(originals[:n_val])
-    train = [r for r in records if r.original not in val_originals]
-    val = [r for r in records if r.original in val_originals]
-    return train, val
-
-
-def folds_by_original(records: Sequence[ImageRecord], k: int = 5, seed: int = 0
-                      ) -> list[tuple[list[ImageRecord], list[ImageRecord]]]:
-    """`k` seeded, class-stratified (train, validation) pairs in which every original cell is
-    validated exactly once and never on both sides of a pair: grouped k-fold cross-validation.
-
-    Each class's originals are shuffled and dealt to the folds in turn, the deal continuing from
-    class to class, so the folds differ in size by at most one original of each class.
-    """
-    if k < 2:
-        raise ValueError(f"cross-validation needs at least 2 folds, got {k}.")
-    dealt = [original for originals in _shuffled_originals(records, seed) for original in originals]
-    if len(dealt) < k:
-        raise ValueError(f"{k} folds need at least {k} original cells; these records have {len(dealt)}.")
-    fold_of = {original: turn % k for turn, original in enumerate(dealt)}
-    return [([r for r in records if fold_of[r.original] != i], [r for r in records if fold_of[r.original] == i])
-            for i in range(k)]
-
-
-def split_random(records: Sequence[ImageRecord], val_fraction: float = 0.2, seed: int = 0
-                 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """The leaky tutorial split: images drawn at random, so copies of one cell land on both sides."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(records))
-    n_val = int(round(len(records) * val_fraction))
-    val_idx = set(order[:n_val].tolist())
-    return ([r for i, r in enumerate(records) if i not in val_idx],
-            [r for i, r in enumerate(records) if i in val_idx])
-
-
-def shared_originals(a: Iterable[ImageRecord], b: Iterable[ImageRecord]) -> set[str]:
-    """Original cells that appear in both record lists (empty for an honest split)."""
-    return {r.original for r in a} & {r.original for r in b}
 
 
 def cap_per_class(records: Sequence[ImageRecord], per_class: int | None, seed: int = 0
@@ -356,76 +282,6 @@ def fingerprint(records: Iterable[ImageRecord]) -> str:
     return h.hexdigest()[:16]
 
 
-PREFETCH_BATCHES = 2  # batches a pipeline prepares ahead of the model
-
-
-def parallel_calls() -> int:
-    """Parallel calls for a tf.data map: one per CPU core."""
-    return os.cpu_count() or 1
-
-
-def finish_pipeline(ds, prefetch: bool = True):
-    """`ds` with tf.data's autotuning off, prefetching `PREFETCH_BATCHES` if `prefetch`.
-
-    Autotuning runs a background thread per iterator, and destroying the iterator (at every epoch
-    end, after every predict) waited for it: up to a minute, with the CPU idle, several times per
-    fine-tuning run on a 2-core CPU. Fixed parallelism trained as fast per step.
-    """
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return (ds.prefetch(PREFETCH_BATCHES) if prefetch else ds).with_options(options)
-
-
-def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, int], batch_size: int = 32,
-                  shuffle: bool = False, seed: int = 0, cache: bool = True, prefetch: bool = True):
-    """A tf.data pipeline of (images, labels) batches.
-
-    images: float32 (batch, height, width, 3) in 0..255 RGB, where image_size is a side or
-    (height, width) (MobileNetV2's own preprocessing to -1..1, and any crop, are layers of the
-    kit's models); labels: int32 (batch,).
-    Decoded, resized images are cached in memory as uint8 so later epochs skip JPEG decoding.
-    Augmentation belongs in the training step (see `train.fine_tune`), not here.
-    """
-    import tensorflow as tf
-
-    if not records:
-        raise ValueError("make_pipeline got no images; check the split and the per-class cap.")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    paths = [str(r.path) for r in records]
-    labels = np.array([r.label for r in records], dtype=np.int32)
-
-    def load(path, label):
-        raw = tf.io.read_file(path)
-        img = tf.io.decode_image(raw, channels=3, expand_animations=False)
-        img = tf.image.resize(img, size, antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
-
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.map(load, num_parallel_calls=parallel_calls() if prefetch else None)
-    if cache:
-        ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=parallel_calls())
-    return finish_pipeline(ds, prefetch)
-
-
-def array_pipeline(images: np.ndarray, targets: np.ndarray, batch_size: int = 32, shuffle: bool = False,
-                   seed: int = 0):
-    """A tf.data pipeline of (float32 images 0..255, targets) batches from in-memory uint8 images
-    (batch, S, S, 3), reshuffled each epoch with `shuffle`. Augmentation belongs in the model."""
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((images, targets))
-    if shuffle:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=parallel_calls())
-    return finish_pipeline(ds)
-
-
 def image_stats(records: Sequence[ImageRecord], limit: int = 200, seed: int = 0) -> dict:
     """Sizes and colour statistics of up to `limit` images per class.
 
@@ -444,21 +300,6 @@ def image_stats(records: Sequence[ImageRecord], limit: int = 200, seed: int = 0)
     return {"sizes": dict(sizes),
             "mean": {c: np.mean([p[0] for p in v], axis=0) for c, v in pixels.items()},
             "std": {c: np.mean([p[1] for p in v], axis=0) for c, v in pixels.items()}}
-
-
-def time_pipeline(records: Sequence[ImageRecord], image_size: int, epochs: int = 2, **kwargs
-                  ) -> list[float]:
-    """Seconds per pass over a pipeline built with `make_pipeline(**kwargs)`; shows what caching buys."""
-    import time
-
-    pipeline = make_pipeline(records, image_size, **kwargs)
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for _batch in pipeline:
-            pass
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def labels_of(records: Sequence[ImageRecord]) -> np.ndarray:

@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from .config import CLASS_NAMES
-from .data import ImageRecord, groups_of, labels_of, make_pipeline
+from .data import ImageRecord, groups_of, labels_of
+from .pipelines import make_pipeline
 
 
 def predict_records(model, records: Sequence[ImageRecord], batch_size: int = 64,

@@ -7,7 +7,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .data import ImageRecord, labels_of, split_by_original
+from .data import ImageRecord, labels_of
+from .splits import split_by_original
 
 
 def split_cells(records: Sequence[ImageRecord], seed: int = 0

@@ -10,9 +10,10 @@ from typing import Sequence
 import numpy as np
 
 from .config import Config, default_model_path
-from .data import Dataset, cap_per_class, fingerprint, split_by_original
+from .data import Dataset, cap_per_class, fingerprint
 from .evaluate import Report, evaluate_records
 from .familiar import ENTRY, of_model
+from .splits import split_by_original
 from .train import History, fine_tune, fit_head
 
 QUICK = Config(per_class=60, head_epochs=10, fine_tune_epochs=0)  # about a minute on a laptop CPU
@@ -124,7 +125,8 @@ def compare_splits(train: Sequence, train_features, val: Sequence, val_features,
     more than the new cells deliver. Takes the features notebook 03 computed (n, channels)."""
     import keras
 
-    from .data import labels_of, split_random
+    from .data import labels_of
+    from .splits import split_random
 
     k = len(config.class_names)
     row = {r.path: i for i, r in enumerate(train)}

@@ -13,8 +13,9 @@ import numpy as np
 
 from . import cache
 from .config import Config
-from .data import ImageRecord, array_pipeline, labels_of, make_pipeline
+from .data import ImageRecord, labels_of
 from .model import base_of, head_of, input_size, is_cropping, network_of, unfreeze
+from .pipelines import array_pipeline, make_pipeline
 
 
 @dataclass

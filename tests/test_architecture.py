@@ -52,11 +52,7 @@ def test_the_cycle_check_finds_a_cycle_when_there_is_one():
     assert cycle_in({"a": {"b"}, "b": set()}) is None
 
 
-TO_SPLIT = {"data"}  # still longer than a sitting; strict: a split one must leave this set
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="to split by job"))
-                                  if n in TO_SPLIT else n for n in sorted(MODULES)])
+@pytest.mark.parametrize("name", sorted(MODULES))
 def test_a_module_reads_in_one_sitting(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= 380, f"hematolib/{name}.py has {lines} lines: split it by job"

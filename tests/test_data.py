@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hematolib import data
+from hematolib import data, pipelines
 from hematolib.config import CLASS_NAMES
-from hematolib.data import (DataNotFoundError, DatasetLayoutError, cap_per_class, folds_by_original,
-                            known_originals, load_dataset, original_of, read_originals, shared_originals,
-                            split_by_original, split_random)
+from hematolib.data import (DataNotFoundError, DatasetLayoutError, cap_per_class, known_originals, load_dataset,
+                            original_of, read_originals)
+from hematolib.splits import folds_by_original, shared_originals, split_by_original, split_random
 from hematolib.download import KAGGLE_CONTENTS
 
 
@@ -241,19 +241,19 @@ def test_grouped_split_of_real_train_is_clean_but_a_random_split_leaks(real_data
 
 def test_pipeline_yields_resized_float_batches_with_labels(synthetic_root):
     recs = load_dataset(synthetic_root).test
-    batches = list(data.make_pipeline(recs, image_size=64, batch_size=16))
+    batches = list(pipelines.make_pipeline(recs, image_size=64, batch_size=16))
     x, y = batches[0]
     assert x.shape == (16, 64, 64, 3) and x.dtype.name == "float32"
     assert 0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255
     labels = np.concatenate([b[1].numpy() for b in batches])
     assert labels.tolist() == [r.label for r in recs]
     # no tf.data autotuning: its thread made each epoch's end wait up to a minute, idle
-    assert data.make_pipeline(recs, image_size=64).options().autotune.enabled is False
+    assert pipelines.make_pipeline(recs, image_size=64).options().autotune.enabled is False
 
 
 def test_pipeline_refuses_an_empty_list():
     with pytest.raises(ValueError, match="no images"):
-        data.make_pipeline([], 64)
+        pipelines.make_pipeline([], 64)
 
 
 # --- reliability: odd datasets ------------------------------------------------------------------
@@ -279,7 +279,7 @@ def test_images_of_unexpected_size_and_mode_are_resized_into_the_pipeline(synthe
     Image.new("RGBA", (30, 90), (200, 0, 0, 255)).save(folder / "_97_1.png")
     ds = load_dataset(synthetic_copy)
     odd = [r for r in ds.train if r.path.suffix == ".png"]
-    x, _ = next(iter(data.make_pipeline(odd, 48, batch_size=2)))
+    x, _ = next(iter(pipelines.make_pipeline(odd, 48, batch_size=2)))
     assert x.shape == (2, 48, 48, 3)
 
 
@@ -292,7 +292,7 @@ def test_a_read_only_data_folder_is_read_and_never_written(synthetic_copy):
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     try:
         ds = load_dataset(synthetic_copy)
-        list(data.make_pipeline(ds.test[:8], 32, batch_size=8))
+        list(pipelines.make_pipeline(ds.test[:8], 32, batch_size=8))
     finally:
         for p in [synthetic_copy, *synthetic_copy.rglob("*")]:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)

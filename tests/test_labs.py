@@ -60,7 +60,7 @@ def test_the_second_lab_table_shows_each_choice_on_each_set():
 
 @pytest.mark.parametrize("bad", [0.0, 1.0])
 def test_a_split_fraction_outside_0_to_1_is_refused(bad):
-    from hematolib.data import split_by_original
+    from hematolib.splits import split_by_original
 
     with pytest.raises(ValueError, match="between 0 and 1"):
         split_by_original(records(), bad)

@@ -11,7 +11,8 @@ import pytest
 
 import hematolib as hl
 from hematolib.config import Config
-from hematolib.data import load_dataset, split_by_original
+from hematolib.data import load_dataset
+from hematolib.splits import split_by_original
 
 pytestmark = pytest.mark.model
 

@@ -10,7 +10,9 @@ import pytest
 
 from hematolib import cache, evaluate, model as mdl, train
 from hematolib.config import Config
-from hematolib.data import load_dataset, make_pipeline, split_by_original
+from hematolib.data import load_dataset
+from hematolib.pipelines import make_pipeline
+from hematolib.splits import split_by_original
 
 pytestmark = pytest.mark.model
 
@@ -329,10 +331,10 @@ def test_augmented_fine_tuning_repeats_exactly_with_the_same_seed(synthetic_spli
                         callbacks=[Seen()])
         return mdl.network_of(model).get_weights()
 
-    from hematolib.data import array_pipeline
+    from hematolib.pipelines import array_pipeline
 
     pipeline = array_pipeline(np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int32), shuffle=True)
-    assert pipeline.options().autotune.enabled is False  # see data.finish_pipeline
+    assert pipeline.options().autotune.enabled is False  # see pipelines.finish_pipeline
     first, again = tuned(augment.build(seed=3)), tuned(augment.build(seed=3))
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     unaugmented = tuned(None)
