@@ -58,7 +58,7 @@ def make_dataset(records, image_size, batch_size):
 """, "not 0..1"),
         Wrong("calls the kit's pipeline", """
 def make_dataset(records, image_size, batch_size):
-    return hl.data.make_pipeline(records, image_size, batch_size=batch_size)
-""", "hides hl.data.make_pipeline"),
+    return hl.pipelines.make_pipeline(records, image_size, batch_size=batch_size)
+""", "hides hl.pipelines.make_pipeline"),
     ],
 }

@@ -51,8 +51,8 @@ def grouped_split(records, val_fraction, seed):
 """, "another seed should give another split"),
         Wrong("calls the kit's split", """
 def grouped_split(records, val_fraction, seed):
-    return hl.data.split_by_original(records, val_fraction, seed)
-""", "hides hl.data.split_by_original"),
+    return hl.splits.split_by_original(records, val_fraction, seed)
+""", "hides hl.splits.split_by_original"),
     ],
     "task2": [
         Wrong("the base left trainable", """
