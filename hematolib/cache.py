@@ -74,7 +74,7 @@ def feature_store_path(model) -> Path:
     """The cache file of features computed with this model's base weights and input."""
     h, w = input_size(model)
     crop = "_crop" if is_cropping(model) else ""
-    return cache_dir() / "features" / f"{weights_digest(model)}_{h}x{w}_{network_size(model)}{crop}.npz"
+    return cache_dir() / "features" / f"{weights_digest(model)}_{FRAMING}_{h}x{w}_{network_size(model)}{crop}.npz"
 
 
 def crop_store_path(image_size: int) -> Path:
@@ -82,7 +82,7 @@ def crop_store_path(image_size: int) -> Path:
     from .locate import settings_digest
 
     h, w = SMEAR_SIZE
-    return cache_dir() / "crops" / f"{settings_digest()}_{h}x{w}_{image_size}.npz"
+    return cache_dir() / "crops" / f"{settings_digest()}_{FRAMING}_{h}x{w}_{image_size}.npz"
 
 
 def _file_key(path: Path) -> str:

@@ -73,10 +73,13 @@ class Predictor:
         return cls(model, info.class_names, info=info, familiarity=familiar.read(path), **kwargs)
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        """Resize an RGB uint8 (H, W, 3) image as training did: float32 (1, height, width, 3), 0..255."""
+        """Fit an RGB uint8 (H, W, 3) image to the model's frame as training did (`pipelines.fit_frame`):
+        float32 (1, height, width, 3), 0..255."""
         import tensorflow as tf
 
-        img = tf.image.resize(rgb[None], self.input_size, antialias=True)
+        from .pipelines import fit_frame
+
+        img = fit_frame(rgb[..., :3], self.input_size)[None]
         return tf.clip_by_value(tf.round(img), 0, 255).numpy().astype(np.float32)
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:

@@ -50,12 +50,13 @@ def foreign_images(n: int = 8, seed: int = 0) -> Mapping[str, list[np.ndarray]]:
 
 
 def image_features(model, images: Sequence[np.ndarray]) -> np.ndarray:
-    """Pooled features (n, channels) of RGB images (H, W, 3) as a kit model sees them (resized to its
-    input, then cropped if it crops)."""
+    """Pooled features (n, channels) of RGB images (H, W, 3) as a kit model sees them (fitted to its
+    frame, then cropped if it crops)."""
     import tensorflow as tf
 
     from .model import features_of, input_size, network_view
+    from .pipelines import fit_frame
 
-    x = tf.stack([tf.image.resize(np.asarray(i, np.float32)[..., :3], input_size(model), antialias=True)
+    x = tf.stack([fit_frame(np.asarray(i, np.float32)[..., :3], input_size(model))
                   for i in images])  # each its own size
     return features_of(model).predict(network_view(model, tf.round(x)), verbose=0)

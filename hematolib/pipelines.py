@@ -10,6 +10,7 @@ import numpy as np
 from .data import ImageRecord
 
 PREFETCH_BATCHES = 2  # batches a pipeline prepares ahead of the model
+FRAMING = "border-pad-v1"  # how `fit_frame` brings an image to the model's frame; part of the cache keys
 
 
 def parallel_calls() -> int:
@@ -27,13 +28,31 @@ def finish_pipeline(ds, prefetch: bool = True):
     return (ds.prefetch(PREFETCH_BATCHES) if prefetch else ds).with_options(options)
 
 
+def fit_frame(image, size: tuple[int, int]):
+    """An RGB image (H, W, 3) in the model's frame `size` (height, width), float32 0..255, its shape
+    kept: padded to the frame's aspect ratio with the mean colour of its border (the smear's
+    background, as a rule), then resized. Cells stay round whatever the camera's frame; a 320x240
+    smear is only resized."""
+    import tensorflow as tf
+
+    x = tf.cast(image, tf.float32)
+    h, w = tf.shape(x)[0], tf.shape(x)[1]
+    frame_h, frame_w = size
+    pad_h = tf.maximum(tf.cast(tf.round(tf.cast(w, tf.float32) * frame_h / frame_w), tf.int32) - h, 0)
+    pad_w = tf.maximum(tf.cast(tf.round(tf.cast(h, tf.float32) * frame_w / frame_h), tf.int32) - w, 0)
+    border = tf.concat([x[0], x[-1], x[:, 0], x[:, -1]], axis=0)
+    colour = tf.reduce_mean(border, axis=0)
+    x = tf.pad(x - colour, [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]]) + colour
+    return tf.image.resize(x, size, antialias=True)
+
+
 def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, int], batch_size: int = 32,
                   shuffle: bool = False, seed: int = 0, cache: bool = True, prefetch: bool = True):
     """A tf.data pipeline of (images, labels) batches.
 
     images: float32 (batch, height, width, 3) in 0..255 RGB, where image_size is a side or
-    (height, width) (MobileNetV2's own preprocessing to -1..1, and any crop, are layers of the
-    kit's models); labels: int32 (batch,).
+    (height, width), each image fitted with `fit_frame` (MobileNetV2's own preprocessing to -1..1,
+    and any crop, are layers of the kit's models); labels: int32 (batch,).
     Decoded, resized images are cached in memory as uint8 so later epochs skip JPEG decoding.
     Augmentation belongs in the training step (see `train.fine_tune`), not here.
     """
@@ -48,7 +67,7 @@ def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, i
     def load(path, label):
         raw = tf.io.read_file(path)
         img = tf.io.decode_image(raw, channels=3, expand_animations=False)
-        img = tf.image.resize(img, size, antialias=True)
+        img = fit_frame(img, size)
         return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
