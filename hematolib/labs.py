@@ -1,5 +1,5 @@
 """Two labs: the second lab's cells split for training, validation and test, each lab scored on
-its own cells, colour matched across labs, and images that belong to no lab."""
+its own cells, colour matched or standardised across labs, and images that belong to no lab."""
 
 from __future__ import annotations
 
@@ -34,6 +34,22 @@ def match_colour(crops: np.ndarray, reference: np.ndarray) -> np.ndarray:
     the simplest colour normalisation between labs."""
     x = np.asarray(crops, np.float32)
     return np.clip(x - x.mean(axis=(1, 2), keepdims=True) + np.asarray(reference, np.float32), 0, 255)
+
+
+def colour_spread(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The typical smear's colour: per channel, the mean over images (n, H, W, 3) of each image's
+    mean and of its spread (standard deviation), each (3,)."""
+    x = np.asarray(images, np.float64).reshape(len(images), -1, 3)
+    return x.mean(axis=1).mean(axis=0), x.std(axis=1).mean(axis=0)
+
+
+def standardise_colour(images: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Images (n, H, W, 3) with each image's mean and spread per channel moved to `mean` and `spread`
+    (3,) (`colour_spread` of another lab), float32 0..255: a stain normalisation over the whole smear."""
+    x = np.asarray(images, np.float32)
+    own_mean, own_spread = x.mean(axis=(1, 2), keepdims=True), x.std(axis=(1, 2), keepdims=True)
+    moved = (x - own_mean) / np.maximum(own_spread, 1.0) * np.asarray(spread, np.float32) + np.asarray(mean, np.float32)
+    return np.clip(moved, 0, 255)
 
 
 def foreign_images(n: int = 8, seed: int = 0) -> Mapping[str, list[np.ndarray]]:

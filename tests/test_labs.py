@@ -37,6 +37,22 @@ def test_colour_matching_moves_each_crops_mean_and_keeps_its_pattern():
     assert labs.match_colour(np.full((1, 2, 2, 3), 250, np.uint8), [255, 255, 255]).max() <= 255
 
 
+def test_standardising_gives_each_smear_the_other_labs_mean_and_spread_and_keeps_its_pattern():
+    rng = np.random.default_rng(0)
+    warm = np.clip(rng.normal([220, 190, 180], [40, 45, 20], (5, 30, 40, 3)), 0, 255).astype(np.uint8)
+    kaggle = np.clip(rng.normal([175, 165, 170], [60, 60, 60], (7, 30, 40, 3)), 0, 255)
+    mean, spread = labs.colour_spread(kaggle)
+    np.testing.assert_allclose(mean, kaggle.reshape(7, -1, 3).mean(axis=1).mean(axis=0))
+    moved = labs.standardise_colour(warm, mean, spread)
+    assert moved.dtype == np.float32 and moved.shape == warm.shape and 0 <= moved.min() <= moved.max() <= 255
+    np.testing.assert_allclose(moved.reshape(5, -1, 3).mean(axis=1), np.tile(mean, (5, 1)), atol=3)
+    np.testing.assert_allclose(moved.reshape(5, -1, 3).std(axis=1), np.tile(spread, (5, 1)), rtol=0.1)
+    for channel in range(3):   # the same pixels stay brighter or darker than each other
+        assert np.corrcoef(warm[0, ..., channel].ravel(), moved[0, ..., channel].ravel())[0, 1] > 0.99
+    flat = labs.standardise_colour(np.full((1, 4, 4, 3), 200, np.uint8), mean, spread)
+    np.testing.assert_allclose(flat[0, 0, 0], mean, atol=1e-3)   # no spread to stretch: only moved
+
+
 def test_images_of_no_lab_are_smear_sized_and_differ():
     foreign = labs.foreign_images(n=4, seed=1)
     assert set(foreign) == {"drawn smears", "noise", "flat colour"}
