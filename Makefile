@@ -33,7 +33,7 @@ course: $(STAMP)
 	$(PY) -m hematolib course $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not real_data and not browser and not model"
