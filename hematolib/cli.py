@@ -69,14 +69,14 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Evaluate a saved model on TEST and TEST_SIMPLE."""
-    from . import data, evaluate, model as mdl
+    from . import data, inference, model as mdl
 
     model, info = mdl.load(args.model)
     ds = _dataset(args)
-    reports = {"TEST": evaluate.evaluate_records(
+    reports = {"TEST": inference.evaluate_records(
         model, data.cap_per_class(ds.test, args.per_class, 0), "TEST")[0]}
     if ds.test_simple:
-        reports["TEST_SIMPLE"] = evaluate.evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
+        reports["TEST_SIMPLE"] = inference.evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
     if args.json:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:

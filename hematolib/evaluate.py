@@ -1,4 +1,5 @@
-"""Score a model honestly: accuracy with a bootstrap interval over original cells, per-class metrics."""
+"""Score predictions honestly, from arrays (probabilities, labels, cells): accuracy with a bootstrap
+interval over original cells, per-class metrics, calibration. Running a model is `inference`'s job."""
 
 from __future__ import annotations
 
@@ -9,16 +10,6 @@ import numpy as np
 
 from .config import CLASS_NAMES
 from .data import ImageRecord, groups_of, labels_of
-from .pipelines import make_pipeline
-
-
-def predict_records(model, records: Sequence[ImageRecord], batch_size: int = 64,
-                    verbose: int = 0) -> np.ndarray:
-    """Class probabilities for every record, float (n, classes)."""
-    from .model import input_size
-
-    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=False)
-    return np.asarray(model.predict(pipeline, verbose=verbose))
 
 
 def _resampled_accuracies(correct: np.ndarray, groups: np.ndarray, n_boot: int, rng) -> np.ndarray:
@@ -131,13 +122,6 @@ def cells_id(groups) -> str:
     return hashlib.sha256("\n".join(sorted({str(g) for g in groups})).encode()).hexdigest()[:16]
 
 
-def evaluate_records(model, records: Sequence[ImageRecord], split: str, **kwargs
-                     ) -> tuple[Report, np.ndarray]:
-    """Predict and evaluate in one step; returns (report, probabilities (n, classes))."""
-    probs = predict_records(model, records)
-    return evaluate(probs, labels_of(records), groups_of(records), split=split, **kwargs), probs
-
-
 def mistakes(probs: np.ndarray, records: Sequence[ImageRecord], limit: int = 16
              ) -> list[tuple[ImageRecord, int, float]]:
     """The most confident wrong predictions: (record, predicted class, confidence), worst first."""
@@ -199,33 +183,3 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[s
         acc = np.bincount(idx, weights=correct, minlength=bins) / count
     ece = float(np.nansum(np.abs(acc - mean_conf) * count) / max(count.sum(), 1))
     return {"edges": edges, "confidence": mean_conf, "accuracy": acc, "count": count, "ece": ece}
-
-
-def robustness(model, records: Sequence[ImageRecord], shifts: dict[str, dict] | None = None,
-               batch_size: int = 64) -> dict[str, float]:
-    """Accuracy under each domain shift (stain hue, brightness, scale) of the whole image; see
-    augment.shift."""
-    from .augment import ROBUSTNESS_SHIFTS, shift
-    from .model import input_size
-
-    shifts = ROBUSTNESS_SHIFTS if shifts is None else shifts
-    labels = labels_of(records)
-    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=True)
-    result = {}
-    for name, kwargs in shifts.items():
-        preds = np.concatenate([np.asarray(model(shift(x, **kwargs), training=False)).argmax(axis=1)
-                                for x, _ in pipeline])
-        result[name] = float((preds == labels).mean())
-    return result
-
-
-def save_results(path, results: dict) -> None:
-    """Write a results dictionary (Reports become dicts) as JSON, atomically."""
-    import json
-
-    from .files import write_text_atomic
-
-    def plain(v):
-        return v.to_dict() if isinstance(v, Report) else v
-
-    write_text_atomic(path, json.dumps({k: plain(v) for k, v in results.items()}, indent=2, default=float))

@@ -11,8 +11,9 @@ import numpy as np
 
 from .config import Config, default_model_path
 from .data import Dataset, cap_per_class, fingerprint
-from .evaluate import Report, evaluate_records
+from .evaluate import Report
 from .familiar import ENTRY, of_model
+from .inference import evaluate_records
 from .splits import split_by_original
 from .train import History, fine_tune, fit_head
 

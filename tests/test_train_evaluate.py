@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hematolib import cache, evaluate, model as mdl, train
+from hematolib import cache, evaluate, inference, model as mdl, train
 from hematolib.config import Config
 from hematolib.data import load_dataset
 from hematolib.pipelines import make_pipeline
@@ -61,6 +61,15 @@ def test_evaluate_matches_hand_computed_metrics():
     assert report.log_loss == pytest.approx(-(4 * np.log(0.775) + 2 * np.log(0.075)) / 6)
     assert report.ece == pytest.approx(0.775 - 4 / 6)  # always 77.5% sure, right on 66.7%
     assert "log loss 1.03, calibration error 10.8%" in report.summary()
+
+
+def test_results_with_reports_are_written_as_json(tmp_path):
+    from hematolib.files import write_json_atomic
+
+    report = evaluate.evaluate(np.eye(4)[[0, 1, 2, 3]], np.arange(4), np.arange(4), "TEST", n_boot=10)
+    write_json_atomic(tmp_path / "results.json", {"TEST": report, "robustness": {"none": np.float32(0.5)}})
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written == {"TEST": json.loads(json.dumps(report.to_dict())), "robustness": {"none": 0.5}}
 
 
 def test_calibration_measures_overconfidence():
@@ -423,7 +432,7 @@ def test_head_on_imagenet_features_learns_the_synthetic_cells(synthetic_split, w
     config = Config(alpha=0.35, image_size=96, head_epochs=40, batch_size=16)
     model = mdl.build(alpha=0.35, image_size=96)
     train.fit_head(model, tr, va, config, verbose=0)
-    report, _ = evaluate.evaluate_records(model, ds.test, "TEST")
+    report, _ = inference.evaluate_records(model, ds.test, "TEST")
     assert report.accuracy >= 0.75, report.summary()
 
 
