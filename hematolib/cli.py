@@ -167,7 +167,7 @@ def cmd_course(args) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the notebooks' kernels: TensorFlow's C++ notes stay out
     params = {k: _json_or_text(v) for k, v in args.param}
-    timings = course.run(Path(args.out), params, only=args.only)
+    timings = course.run_notebooks(Path(args.out), params, only=args.only)
     print(course.summary(timings))
     return 0
 

@@ -64,7 +64,7 @@ class Report:
     log_loss: float  # mean -log(probability of the true class): lower is better; see log_loss()
     ece: float  # expected calibration error: how far confidence is from accuracy, 10 bins
     cells: str  # which original cells were scored (cells_id): reports compare only when it matches
-    cells_missed: list[str] = field(default_factory=list)  # cells with at most half their images right
+    cells_missed: list[str] = field(default_factory=list)  # missed_cell_names: at most half their images right
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,7 +102,7 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: s
                      "f1": float(f1[i]), "support": int(support[i])}
                  for i, c in enumerate(class_names)}
     lo, hi = bootstrap_accuracy(correct, groups, n_boot=n_boot, seed=seed)
-    cells, missed = np.unique(groups), cells_missed(correct, groups)
+    cells, missed = np.unique(groups), missed_cell_names(correct, groups)
     return Report(split=split, n_images=int(len(labels)), n_originals=len(cells),
                   accuracy=float(correct.mean()), ci_low=lo, ci_high=hi, per_class=per_class,
                   confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
@@ -131,15 +131,15 @@ def mistakes(probs: np.ndarray, records: Sequence[ImageRecord], limit: int = 16
     return [(records[i], int(pred[i]), float(probs[i, pred[i]])) for i in wrong[:limit]]
 
 
-def cells_missed(correct: np.ndarray, groups: np.ndarray) -> list[str]:
+def missed_cell_names(correct: np.ndarray, groups: np.ndarray) -> list[str]:
     """The cells (original photographs, `groups`) a model misses: at most half of their images
     `correct`. The images of one cell stand or fall together."""
     return [str(g) for g in np.unique(groups) if correct[groups == g].mean() <= 0.5]
 
 
-def missed_cells(probs: np.ndarray, records: Sequence[ImageRecord], class_names: Sequence[str] = CLASS_NAMES
-                 ) -> list[dict]:
-    """The cells a model misses (`cells_missed`), those with most images first: each as {"cell",
+def missed_cell_details(probs: np.ndarray, records: Sequence[ImageRecord],
+                        class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
+    """The cells a model misses (`missed_cell_names`), those with most images first: each as {"cell",
     "true", "images", "right", "called", "little_stain"}, where "called" is the class it gave most
     of the cell's wrongly classified images and "little_stain" counts the cell's images that hold
     too little nucleus stain for a whole white cell (`locate.little_stain`: cut off by the frame).
@@ -151,7 +151,7 @@ def missed_cells(probs: np.ndarray, records: Sequence[ImageRecord], class_names:
     pred = probs.argmax(axis=1)
     labels, groups = labels_of(records), groups_of(records)
     out = []
-    for cell in cells_missed(pred == labels, groups):
+    for cell in missed_cell_names(pred == labels, groups):
         mine = groups == cell
         wrong = mine & (pred != labels)
         out.append({"cell": cell, "true": class_names[int(np.bincount(labels[mine]).argmax())],

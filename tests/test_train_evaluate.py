@@ -91,11 +91,11 @@ def test_mistakes_are_sorted_by_confidence(synthetic_root):
     from hematolib import plots
 
     titles = [ax.get_title() for ax in plots.mistakes(out).axes if ax.get_title()]
-    assert out and len(titles) == len(out)  # each names its file and the cell it shows, as cells_missed does
+    assert out and len(titles) == len(out)  # each names its file and the cell it shows, as missed_cell_names does
     assert all(rec.path.name in t and rec.original in t for t, (rec, _, _) in zip(titles, out))
 
 
-def test_missed_cells_are_named_with_their_size_and_what_they_were_called(synthetic_root, tmp_path):
+def test_missed_cell_details_name_their_size_and_what_they_were_called(synthetic_root, tmp_path):
     from dataclasses import replace as with_
 
     from PIL import Image
@@ -110,13 +110,13 @@ def test_missed_cells_are_named_with_their_size_and_what_they_were_called(synthe
             + [with_(recs[6], original="fine", label=1)])
     recs[1] = with_(recs[1], path=cut_off)
     pred = [3, 3, 3, 2, 0, 1, 1]  # big: 1 of 4 right; half: 1 of 2 (not most); fine: right
-    out = evaluate.missed_cells(np.eye(4)[pred], recs)
+    out = evaluate.missed_cell_details(np.eye(4)[pred], recs)
     assert out == [{"cell": "big", "true": "MONOCYTE", "images": 4, "right": 1, "called": "NEUTROPHIL", "little_stain": 1},
                    {"cell": "half", "true": "EOSINOPHIL", "images": 2, "right": 1, "called": "LYMPHOCYTE",
                     "little_stain": 0}]
     from hematolib import plots
 
-    fig = plots.missed_cells(out, recs, per_cell=2)
+    fig = plots.missed_cell_images(out, recs, per_cell=2)
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 2 * 4  # a row per missed cell: two images, each beside its crop
     assert "big\nMonocyte -> Neutrophil, 1/4 right" in titles and "half\nEosinophil -> Lymphocyte, 1/2 right" in titles
@@ -199,7 +199,6 @@ def test_crops_are_stored_once_and_equal_what_the_model_sees(synthetic_split, mo
 
 def test_a_damaged_cache_file_is_reported_and_rebuilt(synthetic_split):
     (tr, _), _ = synthetic_split
-    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
     good = cache.crops(tr[:6], 64)
     cache.crop_store_path(64).write_bytes(b"PK\x03\x04 half a zip")  # a crash mid-copy, a bad disk
     with pytest.warns(UserWarning, match="cache file is damaged.*computing it again"):
@@ -288,7 +287,6 @@ def test_a_store_shorter_than_its_header_is_reported_and_rebuilt(tmp_path):
 def test_an_interrupted_cache_write_keeps_the_previous_store(synthetic_split, monkeypatch, tmp_path):
     (tr, _), _ = synthetic_split
     monkeypatch.setenv("HEMATO_CACHE", str(tmp_path))  # a folder of its own, to see what is left in it
-    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
     cache.crops(tr[:4], 64)
     path = cache.crop_store_path(64)
     before = path.read_bytes()
@@ -344,7 +342,7 @@ def test_augmented_fine_tuning_repeats_exactly_with_the_same_seed(synthetic_spli
 
     pipeline = array_pipeline(np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int32), shuffle=True)
     assert pipeline.options().autotune.enabled is False  # see pipelines.finish_pipeline
-    first, again = tuned(augment.build(seed=3)), tuned(augment.build(seed=3))
+    first, again = tuned(augment.make_augmenter(seed=3)), tuned(augment.make_augmenter(seed=3))
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     unaugmented = tuned(None)
     assert not all(np.array_equal(a, b) for a, b in zip(first, unaugmented))  # the augmentation took part
