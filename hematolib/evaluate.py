@@ -139,12 +139,9 @@ def missed_cell_names(correct: np.ndarray, groups: np.ndarray) -> list[str]:
 
 def missed_cell_details(probs: np.ndarray, records: Sequence[ImageRecord],
                         class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
-    """The cells a model misses (`missed_cell_names`), those with most images first: each as {"cell",
-    "true", "images", "right", "called", "little_stain"}, where "called" is the class it gave most
-    of the cell's wrongly classified images and "little_stain" counts the cell's images that hold
-    too little nucleus stain for a whole white cell (`locate.little_stain`: cut off by the frame).
-    On an augmented dataset a cell with many images weighs as much in image accuracy as several
-    small ones."""
+    """Each cell a model misses (`missed_cell_names`), most images first, as {"cell", "true", "images",
+    "right", "called", "little_stain"}: "called" is the class most of its wrong images got,
+    "little_stain" how many of its images hold too little nucleus stain (`locate.little_stain`)."""
     from .images import read_image
     from .locate import little_stain
 
