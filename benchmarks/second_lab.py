@@ -47,7 +47,7 @@ def natural_photos() -> dict[str, list[np.ndarray]]:
 
 
 def scored(model, name: str, records) -> dict:
-    report = hl.evaluate.evaluate_records(model, records, name)[0]
+    report = hl.inference.evaluate_records(model, records, name)[0]
     return {"accuracy": report.accuracy, "ci_low": report.ci_low, "ci_high": report.ci_high,
             "n_images": report.n_images, "n_originals": report.n_originals, "log_loss": report.log_loss,
             "recall": {c: m["recall"] for c, m in report.per_class.items()}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def build(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, translation: float = 0.1,
-          contrast: float = 0.2, brightness: float = 0.15, hue: float = 0.04, seed: int | None = None):
+def make_augmenter(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, translation: float = 0.1,
+                   contrast: float = 0.2, brightness: float = 0.15, hue: float = 0.04, seed: int | None = None):
     """A keras.Sequential of random layers for float RGB images in 0..255, (batch, H, W, 3).
 
     rotation is a fraction of a full turn (20/360 = up to 20 degrees), as in keras.layers.RandomRotation.

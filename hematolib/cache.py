@@ -39,7 +39,7 @@ def crops(records: Sequence[ImageRecord], image_size: int, batch_size: int = 64,
     def compute(recs):
         cropper = keras.Sequential([keras.Input((*SMEAR_SIZE, 3)), CellCrop(image_size)], name="cropper")
         out = np.empty((len(recs), image_size, image_size, 3), np.uint8)
-        for i in range(0, len(recs), CHUNK):  # chunks: all of TRAIN as float32 would take 2 GB
+        for i in range(0, len(recs), CHUNK):  # chunks: all of TRAIN at once as float32 would take gigabytes
             pipeline = make_pipeline(recs[i:i + CHUNK], SMEAR_SIZE, batch_size=batch_size, cache=False)
             out[i:i + CHUNK] = cropper.predict(pipeline, verbose=verbose)  # whole values: CellCrop rounds
         return out
@@ -94,7 +94,7 @@ def _file_key(path: Path) -> str:
 
 def _mapped_member(path: Path, name: str) -> np.ndarray:
     """Array `name` of the .npz at `path`, memory-mapped rather than read, so that taking a few
-    rows (TEST_SIMPLE's 71 crops, say) reads those rows, not the whole 1.5 GB store.
+    rows reads those rows, not the whole store.
 
     np.savez stores its members uncompressed, so a member's .npy bytes sit whole inside the zip;
     anything else (a compressed member, say) is read into memory as np.load would.

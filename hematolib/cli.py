@@ -69,14 +69,14 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Evaluate a saved model on TEST and TEST_SIMPLE."""
-    from . import data, evaluate, model as mdl
+    from . import data, inference, model as mdl
 
     model, info = mdl.load(args.model)
     ds = _dataset(args)
-    reports = {"TEST": evaluate.evaluate_records(
+    reports = {"TEST": inference.evaluate_records(
         model, data.cap_per_class(ds.test, args.per_class, 0), "TEST")[0]}
     if ds.test_simple:
-        reports["TEST_SIMPLE"] = evaluate.evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
+        reports["TEST_SIMPLE"] = inference.evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
     if args.json:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:
@@ -167,7 +167,7 @@ def cmd_course(args) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the notebooks' kernels: TensorFlow's C++ notes stay out
     params = {k: _json_or_text(v) for k, v in args.param}
-    timings = course.run(Path(args.out), params, only=args.only)
+    timings = course.run_notebooks(Path(args.out), params, only=args.only)
     print(course.summary(timings))
     return 0
 

@@ -30,7 +30,7 @@ class Config:
     head_learning_rate: float = 1e-3
     dropout: float = 0.2
     label_smoothing: float = 0.1  # train towards 0.925 for the true class and 0.025 for each other
-    fine_tune_epochs: int = 16  # about a minute each on a 2-core CPU with all of TRAIN (cached crops)
+    fine_tune_epochs: int = 16  # full passes over the training crops with the base unfrozen
     fine_tune_layers: int | None = None  # layers at the top of the base to unfreeze; None: all of it
     fine_tune_learning_rate: float = 1e-4  # 10x lower than the head's
     # The learning rate rises linearly from zero over warmup_epochs (at most half of the fine-tuning),

@@ -103,8 +103,8 @@ def ensure_second_lab(target: Path | None = None, snapshot=None, progress: TextI
         return None
 
 
-def run(out_dir: Path = PROJECT_DIR / "build" / "course", parameters: dict | None = None,
-        only: list[str] | None = None, progress: TextIO | None = sys.stdout) -> list[tuple[str, float]]:
+def run_notebooks(out_dir: Path = PROJECT_DIR / "build" / "course", parameters: dict | None = None,
+                  only: list[str] | None = None, progress: TextIO | None = sys.stdout) -> list[tuple[str, float]]:
     """Execute every notebook (or those whose name starts with one of `only`) into `out_dir`.
 
     First the dataset: when there is none, it is downloaded (`ensure_data`). `parameters` are

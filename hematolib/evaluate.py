@@ -1,4 +1,5 @@
-"""Score a model honestly: accuracy with a bootstrap interval over original cells, per-class metrics."""
+"""Score predictions honestly, from arrays (probabilities, labels, cells): accuracy with a bootstrap
+interval over original cells, per-class metrics, calibration. Running a model is `inference`'s job."""
 
 from __future__ import annotations
 
@@ -9,16 +10,6 @@ import numpy as np
 
 from .config import CLASS_NAMES
 from .data import ImageRecord, groups_of, labels_of
-from .pipelines import make_pipeline
-
-
-def predict_records(model, records: Sequence[ImageRecord], batch_size: int = 64,
-                    verbose: int = 0) -> np.ndarray:
-    """Class probabilities for every record, float (n, classes)."""
-    from .model import input_size
-
-    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=False)
-    return np.asarray(model.predict(pipeline, verbose=verbose))
 
 
 def _resampled_accuracies(correct: np.ndarray, groups: np.ndarray, n_boot: int, rng) -> np.ndarray:
@@ -73,7 +64,7 @@ class Report:
     log_loss: float  # mean -log(probability of the true class): lower is better; see log_loss()
     ece: float  # expected calibration error: how far confidence is from accuracy, 10 bins
     cells: str  # which original cells were scored (cells_id): reports compare only when it matches
-    cells_missed: list[str] = field(default_factory=list)  # cells with at most half their images right
+    cells_missed: list[str] = field(default_factory=list)  # missed_cell_names: at most half their images right
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +102,7 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, split: s
                      "f1": float(f1[i]), "support": int(support[i])}
                  for i, c in enumerate(class_names)}
     lo, hi = bootstrap_accuracy(correct, groups, n_boot=n_boot, seed=seed)
-    cells, missed = np.unique(groups), cells_missed(correct, groups)
+    cells, missed = np.unique(groups), missed_cell_names(correct, groups)
     return Report(split=split, n_images=int(len(labels)), n_originals=len(cells),
                   accuracy=float(correct.mean()), ci_low=lo, ci_high=hi, per_class=per_class,
                   confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
@@ -131,13 +122,6 @@ def cells_id(groups) -> str:
     return hashlib.sha256("\n".join(sorted({str(g) for g in groups})).encode()).hexdigest()[:16]
 
 
-def evaluate_records(model, records: Sequence[ImageRecord], split: str, **kwargs
-                     ) -> tuple[Report, np.ndarray]:
-    """Predict and evaluate in one step; returns (report, probabilities (n, classes))."""
-    probs = predict_records(model, records)
-    return evaluate(probs, labels_of(records), groups_of(records), split=split, **kwargs), probs
-
-
 def mistakes(probs: np.ndarray, records: Sequence[ImageRecord], limit: int = 16
              ) -> list[tuple[ImageRecord, int, float]]:
     """The most confident wrong predictions: (record, predicted class, confidence), worst first."""
@@ -147,27 +131,24 @@ def mistakes(probs: np.ndarray, records: Sequence[ImageRecord], limit: int = 16
     return [(records[i], int(pred[i]), float(probs[i, pred[i]])) for i in wrong[:limit]]
 
 
-def cells_missed(correct: np.ndarray, groups: np.ndarray) -> list[str]:
+def missed_cell_names(correct: np.ndarray, groups: np.ndarray) -> list[str]:
     """The cells (original photographs, `groups`) a model misses: at most half of their images
     `correct`. The images of one cell stand or fall together."""
     return [str(g) for g in np.unique(groups) if correct[groups == g].mean() <= 0.5]
 
 
-def missed_cells(probs: np.ndarray, records: Sequence[ImageRecord], class_names: Sequence[str] = CLASS_NAMES
-                 ) -> list[dict]:
-    """The cells a model misses (`cells_missed`), those with most images first: each as {"cell",
-    "true", "images", "right", "called", "little_stain"}, where "called" is the class it gave most
-    of the cell's wrongly classified images and "little_stain" counts the cell's images that hold
-    too little nucleus stain for a whole white cell (`locate.little_stain`: cut off by the frame).
-    On an augmented dataset a cell with many images weighs as much in image accuracy as several
-    small ones."""
+def missed_cell_details(probs: np.ndarray, records: Sequence[ImageRecord],
+                        class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
+    """Each cell a model misses (`missed_cell_names`), most images first, as {"cell", "true", "images",
+    "right", "called", "little_stain"}: "called" is the class most of its wrong images got,
+    "little_stain" how many of its images hold too little nucleus stain (`locate.little_stain`)."""
     from .images import read_image
     from .locate import little_stain
 
     pred = probs.argmax(axis=1)
     labels, groups = labels_of(records), groups_of(records)
     out = []
-    for cell in cells_missed(pred == labels, groups):
+    for cell in missed_cell_names(pred == labels, groups):
         mine = groups == cell
         wrong = mine & (pred != labels)
         out.append({"cell": cell, "true": class_names[int(np.bincount(labels[mine]).argmax())],
@@ -199,33 +180,3 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[s
         acc = np.bincount(idx, weights=correct, minlength=bins) / count
     ece = float(np.nansum(np.abs(acc - mean_conf) * count) / max(count.sum(), 1))
     return {"edges": edges, "confidence": mean_conf, "accuracy": acc, "count": count, "ece": ece}
-
-
-def robustness(model, records: Sequence[ImageRecord], shifts: dict[str, dict] | None = None,
-               batch_size: int = 64) -> dict[str, float]:
-    """Accuracy under each domain shift (stain hue, brightness, scale) of the whole image; see
-    augment.shift."""
-    from .augment import ROBUSTNESS_SHIFTS, shift
-    from .model import input_size
-
-    shifts = ROBUSTNESS_SHIFTS if shifts is None else shifts
-    labels = labels_of(records)
-    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=True)
-    result = {}
-    for name, kwargs in shifts.items():
-        preds = np.concatenate([np.asarray(model(shift(x, **kwargs), training=False)).argmax(axis=1)
-                                for x, _ in pipeline])
-        result[name] = float((preds == labels).mean())
-    return result
-
-
-def save_results(path, results: dict) -> None:
-    """Write a results dictionary (Reports become dicts) as JSON, atomically."""
-    import json
-
-    from .files import write_text_atomic
-
-    def plain(v):
-        return v.to_dict() if isinstance(v, Report) else v
-
-    write_text_atomic(path, json.dumps({k: plain(v) for k, v in results.items()}, indent=2, default=float))

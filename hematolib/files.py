@@ -1,8 +1,9 @@
-"""File helpers: hashing and atomic writes (a crash never leaves a half-written file in place)."""
+"""File helpers: hashing and atomic writes of text and JSON (a crash never leaves a half-written file in place)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,3 +41,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write `data` as indented JSON atomically; objects with a `to_dict()` (an `evaluate.Report`)
+    become dicts, numpy numbers floats."""
+    def plain(v):
+        return v.to_dict() if hasattr(v, "to_dict") else float(v)
+
+    write_text_atomic(path, json.dumps(data, indent=2, default=plain))

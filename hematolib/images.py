@@ -107,7 +107,7 @@ def quick_check(path: Path) -> str | None:
     """A cheap test of one dataset file: None when it looks fine, else what is wrong.
 
     Reads the header and, for JPEG, checks the end-of-image marker, which catches truncation
-    without a full decode (a full decode of 12,500 images takes a minute on a laptop).
+    without a full decode.
     """
     try:
         size = path.stat().st_size

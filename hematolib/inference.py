@@ -1,17 +1,56 @@
-"""Classify single images with a saved model, loaded once and reused (no retracing per call)."""
+"""Run a model: probabilities and scores for a list of records, and single images classified by a
+saved model loaded once and reused (no retracing per call)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from .config import CLASS_NAMES, default_model_path
+from .data import ImageRecord, groups_of, labels_of
+from .evaluate import Report, evaluate
 from .images import decode_image, read_image
+from .pipelines import make_pipeline
 
 UNCERTAIN_BELOW = 0.6  # confidence under which a prediction is flagged "uncertain"
+
+
+def predict_records(model, records: Sequence[ImageRecord], batch_size: int = 64,
+                    verbose: int = 0) -> np.ndarray:
+    """Class probabilities for every record, float (n, classes)."""
+    from .model import input_size
+
+    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=False)
+    return np.asarray(model.predict(pipeline, verbose=verbose))
+
+
+def evaluate_records(model, records: Sequence[ImageRecord], split: str, **kwargs
+                     ) -> tuple[Report, np.ndarray]:
+    """Predict and evaluate (`evaluate.evaluate`) in one step; returns (report, probabilities (n, classes))."""
+    probs = predict_records(model, records)
+    return evaluate(probs, labels_of(records), groups_of(records), split=split, **kwargs), probs
+
+
+def robustness(model, records: Sequence[ImageRecord], shifts: dict[str, dict] | None = None,
+               batch_size: int = 64) -> dict[str, float]:
+    """Accuracy under each domain shift (stain hue, brightness, scale) of the whole image; see
+    augment.shift."""
+    from .augment import ROBUSTNESS_SHIFTS, shift
+    from .model import input_size
+
+    shifts = ROBUSTNESS_SHIFTS if shifts is None else shifts
+    labels = labels_of(records)
+    pipeline = make_pipeline(records, input_size(model), batch_size=batch_size, cache=True)
+    result = {}
+    for name, kwargs in shifts.items():
+        preds = np.concatenate([np.asarray(model(shift(x, **kwargs), training=False)).argmax(axis=1)
+                                for x, _ in pipeline])
+        result[name] = float((preds == labels).mean())
+    return result
 
 
 @dataclass

@@ -39,13 +39,7 @@ def stained_area(image) -> int:
 
 def little_stain(image) -> bool:
     """True when an RGB image (H, W, 3) holds less nucleus stain than the smallest crop box is sized
-    for (MIN_BOX x the shorter side, at BOX_PER_NUCLEUS x the nucleus): the white cell is probably
-    cut off by the frame, missing, or too small to see, and a crop around the stain shows little of it.
-
-    About 1,040 pixels in a 320x240 image. In the real dataset 25 of TRAIN's 9,957 images and 28 of
-    TEST's 2,487 fall under it, none of them a lymphocyte (the smallest nuclei: 1,065 pixels at the
-    least) and none of TEST_SIMPLE's 71 photographs; most images stain 2,000 pixels or more.
-    """
+    for (`stain_floor`): the white cell is probably cut off by the frame, missing, or too small to see."""
     import numpy as np
 
     return stained_area(image) < stain_floor(np.shape(image))

@@ -36,8 +36,7 @@ def class_counts(counts: Mapping[str, Mapping[str, int]], title: str = "Images p
     return fig
 
 
-def sample_grid(records: Sequence[ImageRecord], per_class: int = 4, seed: int = 0,
-                titles: Sequence[str] | None = None):
+def sample_grid(records: Sequence[ImageRecord], per_class: int = 4, seed: int = 0):
     """A grid of images: one row per class, `per_class` random images from distinct originals."""
     from PIL import Image
 
@@ -301,11 +300,11 @@ def cell_crops(records: Sequence[ImageRecord], size: int = 128):
     return fig
 
 
-def missed_cells(missed: Sequence[Mapping], records: Sequence[ImageRecord], per_cell: int = 3, limit: int = 8,
-                 size: int = 128):
-    """A row per missed cell (`evaluate.missed_cells`, at most `limit`): `per_cell` of its images,
-    spread over its copies, each with the locator's box beside the crop the network saw. Images
-    with too little nucleus stain for a whole cell (`locate.little_stain`) say so in red."""
+def missed_cell_images(missed: Sequence[Mapping], records: Sequence[ImageRecord], per_cell: int = 3,
+                       limit: int = 8, size: int = 128):
+    """A row per missed cell (`evaluate.missed_cell_details`, at most `limit`): `per_cell` of its
+    images, spread over its copies, each with the locator's box beside the crop the network saw.
+    Images with too little nucleus stain for a whole cell (`locate.little_stain`) say so in red."""
     from .images import read_image
     from .locate import little_stain
 

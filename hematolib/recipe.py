@@ -11,8 +11,9 @@ import numpy as np
 
 from .config import Config, default_model_path
 from .data import Dataset, cap_per_class, fingerprint
-from .evaluate import Report, evaluate_records
+from .evaluate import Report
 from .familiar import ENTRY, of_model
+from .inference import evaluate_records
 from .splits import split_by_original
 from .train import History, fine_tune, fit_head
 
@@ -56,12 +57,12 @@ class Trained:
 def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: int = 1,
         callbacks: Sequence = ()) -> Trained:
     """The recipe's training, and nothing else (no TEST): a new model, the head on its cached
-    features, then fine-tuning with augmentation (`augment`, default hl.augment.build's) if
+    features, then fine-tuning with augmentation (`augment`, default hl.augment.make_augmenter's) if
     `config.fine_tune_epochs`. `val` may be empty (a refit). Seed first (`train.set_seed`) for a
     repeatable run. callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import cache
     from . import model as mdl
-    from .augment import build as build_augmenter
+    from .augment import make_augmenter
 
     seconds: dict[str, float] = {}
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
@@ -74,7 +75,7 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
     seconds["head"] = time.perf_counter() - start
     if config.fine_tune_epochs:
         start = time.perf_counter()
-        augment = augment if augment is not None else build_augmenter(seed=config.seed)
+        augment = augment if augment is not None else make_augmenter(seed=config.seed)
         histories.append(fine_tune(model, train, val, config, augment=augment, verbose=verbose,
                                    callbacks=callbacks))
         seconds["fine-tuning"] = time.perf_counter() - start

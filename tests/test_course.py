@@ -103,7 +103,7 @@ def test_the_course_downloads_the_data_before_its_first_notebook(server, synthet
     images, contents = synthetic_contents
     monkeypatch.setattr(download, "GITHUB_SOURCE", source(serve(routes, base, "/ds.zip", zip_of(images)), contents))
     out = io.StringIO()
-    course.run(tmp_path / "out", only=["01", "02"], progress=out)
+    course.run_notebooks(tmp_path / "out", only=["01", "02"], progress=out)
     assert notebook_runner == [("01_explore_data.ipynb", True), ("02_augmentation.ipynb", True)]
     assert out.getvalue().index("downloading the Kaggle") < out.getvalue().index("== [1/2] 01_explore_data")
 
@@ -111,7 +111,7 @@ def test_the_course_downloads_the_data_before_its_first_notebook(server, synthet
 def test_offline_the_course_still_runs_after_saying_so(notebook_runner, monkeypatch, tmp_path):
     monkeypatch.setattr(download, "GITHUB_SOURCE", source(closed_port_url(), {}))
     out = io.StringIO()
-    course.run(tmp_path / "out", only=["01"], progress=out)
+    course.run_notebooks(tmp_path / "out", only=["01"], progress=out)
     assert notebook_runner == [("01_explore_data.ipynb", False)]  # the notebooks fall back to synthetic data
     assert out.getvalue().index("COULD NOT DOWNLOAD") < out.getvalue().index("== [1/1] 01_explore_data")
 
@@ -133,7 +133,7 @@ def test_without_the_second_labs_images_the_course_skips_its_notebook_and_says_s
     monkeypatch.setattr(pbc, "PINNED", pbc.Snapshot(url=closed_port_url(), **{
         k: getattr(pbc.PINNED, k) for k in pbc.Snapshot.__dataclass_fields__ if k != "url"}))
     out = io.StringIO()
-    course.run(tmp_path / "out", only=["05", "06", "07"], progress=out)
+    course.run_notebooks(tmp_path / "out", only=["05", "06", "07"], progress=out)
     assert [name for name, _ in notebook_runner] == ["05_evaluation.ipynb", "07_classify_widget.ipynb"]
     assert "COULD NOT DOWNLOAD THE SECOND LAB'S IMAGES" in out.getvalue() and "skips 06_domain_shift" in out.getvalue()
 
@@ -143,7 +143,7 @@ def test_with_the_second_labs_images_the_course_runs_its_notebook(notebook_runne
     monkeypatch.setenv("HEMATO_DATA", str(synthetic_root))
     (tmp_path / "pbc").mkdir()
     monkeypatch.setenv("HEMATO_PBC", str(tmp_path / "pbc"))
-    course.run(tmp_path / "out", only=["06"], progress=io.StringIO())
+    course.run_notebooks(tmp_path / "out", only=["06"], progress=io.StringIO())
     assert [name for name, _ in notebook_runner] == ["06_domain_shift.ipynb"]
 
 

@@ -120,7 +120,7 @@ def test_notebook_04s_fine_tuning_is_the_kits(small, monkeypatch, weights_dir, t
                              ("base.trainable = True", "CosineDecay(", "trainer.compile(")))
             trainable = len(ns["network"].trainable_weights)
         else:
-            hl.train.fine_tune(model, train, val, config, augment=hl.augment.build(seed=config.seed), verbose=0)
+            hl.train.fine_tune(model, train, val, config, augment=hl.augment.make_augmenter(seed=config.seed), verbose=0)
         results.append(hl.model.network_of(model).get_weights())
     assert trainable == 52 + 2  # every convolution of the base (no BatchNorm) and the head
     for mine, theirs in zip(*results, strict=True):

@@ -87,7 +87,7 @@ def executed(tmp_path_factory, real_root, weights_dir, pbc_root):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        course.run(base / "out", SMALL, progress=False)
+        course.run_notebooks(base / "out", SMALL, progress=False)
         yield base / "out", base / "models", env
     finally:
         for k, v in saved.items():

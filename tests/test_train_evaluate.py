@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hematolib import cache, evaluate, model as mdl, train
+from hematolib import cache, evaluate, inference, model as mdl, train
 from hematolib.config import Config
 from hematolib.data import load_dataset
 from hematolib.pipelines import make_pipeline
@@ -63,6 +63,15 @@ def test_evaluate_matches_hand_computed_metrics():
     assert "log loss 1.03, calibration error 10.8%" in report.summary()
 
 
+def test_results_with_reports_are_written_as_json(tmp_path):
+    from hematolib.files import write_json_atomic
+
+    report = evaluate.evaluate(np.eye(4)[[0, 1, 2, 3]], np.arange(4), np.arange(4), "TEST", n_boot=10)
+    write_json_atomic(tmp_path / "results.json", {"TEST": report, "robustness": {"none": np.float32(0.5)}})
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written == {"TEST": json.loads(json.dumps(report.to_dict())), "robustness": {"none": 0.5}}
+
+
 def test_calibration_measures_overconfidence():
     labels = np.array([0, 1] * 50)
     confident = np.tile([0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3], (100, 1))  # always says class 0 at 90%
@@ -82,11 +91,11 @@ def test_mistakes_are_sorted_by_confidence(synthetic_root):
     from hematolib import plots
 
     titles = [ax.get_title() for ax in plots.mistakes(out).axes if ax.get_title()]
-    assert out and len(titles) == len(out)  # each names its file and the cell it shows, as cells_missed does
+    assert out and len(titles) == len(out)  # each names its file and the cell it shows, as missed_cell_names does
     assert all(rec.path.name in t and rec.original in t for t, (rec, _, _) in zip(titles, out))
 
 
-def test_missed_cells_are_named_with_their_size_and_what_they_were_called(synthetic_root, tmp_path):
+def test_missed_cell_details_name_their_size_and_what_they_were_called(synthetic_root, tmp_path):
     from dataclasses import replace as with_
 
     from PIL import Image
@@ -101,13 +110,13 @@ def test_missed_cells_are_named_with_their_size_and_what_they_were_called(synthe
             + [with_(recs[6], original="fine", label=1)])
     recs[1] = with_(recs[1], path=cut_off)
     pred = [3, 3, 3, 2, 0, 1, 1]  # big: 1 of 4 right; half: 1 of 2 (not most); fine: right
-    out = evaluate.missed_cells(np.eye(4)[pred], recs)
+    out = evaluate.missed_cell_details(np.eye(4)[pred], recs)
     assert out == [{"cell": "big", "true": "MONOCYTE", "images": 4, "right": 1, "called": "NEUTROPHIL", "little_stain": 1},
                    {"cell": "half", "true": "EOSINOPHIL", "images": 2, "right": 1, "called": "LYMPHOCYTE",
                     "little_stain": 0}]
     from hematolib import plots
 
-    fig = plots.missed_cells(out, recs, per_cell=2)
+    fig = plots.missed_cell_images(out, recs, per_cell=2)
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 2 * 4  # a row per missed cell: two images, each beside its crop
     assert "big\nMonocyte -> Neutrophil, 1/4 right" in titles and "half\nEosinophil -> Lymphocyte, 1/2 right" in titles
@@ -190,7 +199,6 @@ def test_crops_are_stored_once_and_equal_what_the_model_sees(synthetic_split, mo
 
 def test_a_damaged_cache_file_is_reported_and_rebuilt(synthetic_split):
     (tr, _), _ = synthetic_split
-    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
     good = cache.crops(tr[:6], 64)
     cache.crop_store_path(64).write_bytes(b"PK\x03\x04 half a zip")  # a crash mid-copy, a bad disk
     with pytest.warns(UserWarning, match="cache file is damaged.*computing it again"):
@@ -279,7 +287,6 @@ def test_a_store_shorter_than_its_header_is_reported_and_rebuilt(tmp_path):
 def test_an_interrupted_cache_write_keeps_the_previous_store(synthetic_split, monkeypatch, tmp_path):
     (tr, _), _ = synthetic_split
     monkeypatch.setenv("HEMATO_CACHE", str(tmp_path))  # a folder of its own, to see what is left in it
-    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
     cache.crops(tr[:4], 64)
     path = cache.crop_store_path(64)
     before = path.read_bytes()
@@ -335,7 +342,7 @@ def test_augmented_fine_tuning_repeats_exactly_with_the_same_seed(synthetic_spli
 
     pipeline = array_pipeline(np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int32), shuffle=True)
     assert pipeline.options().autotune.enabled is False  # see pipelines.finish_pipeline
-    first, again = tuned(augment.build(seed=3)), tuned(augment.build(seed=3))
+    first, again = tuned(augment.make_augmenter(seed=3)), tuned(augment.make_augmenter(seed=3))
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     unaugmented = tuned(None)
     assert not all(np.array_equal(a, b) for a, b in zip(first, unaugmented))  # the augmentation took part
@@ -423,7 +430,7 @@ def test_head_on_imagenet_features_learns_the_synthetic_cells(synthetic_split, w
     config = Config(alpha=0.35, image_size=96, head_epochs=40, batch_size=16)
     model = mdl.build(alpha=0.35, image_size=96)
     train.fit_head(model, tr, va, config, verbose=0)
-    report, _ = evaluate.evaluate_records(model, ds.test, "TEST")
+    report, _ = inference.evaluate_records(model, ds.test, "TEST")
     assert report.accuracy >= 0.75, report.summary()
 
 

@@ -23,8 +23,8 @@ def make_augmenter(seed):
 """, "pixels must stay in 0..255"),
         Wrong("calls the kit's augmenter", """
 def make_augmenter(seed):
-    return hl.augment.build(seed=seed)
-""", "hides hl.augment.build"),
+    return hl.augment.make_augmenter(seed=seed)
+""", "hides hl.augment.make_augmenter"),
     ],
     "task2": [
         Wrong("no cache", """

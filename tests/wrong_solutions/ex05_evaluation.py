@@ -59,11 +59,11 @@ def missed(correct, groups):
     cells = sorted(c for c in np.unique(groups) if correct[groups == c].mean() <= 0.5)
     return cells, len(cells) / len(np.unique(groups))
 """, "the share of images, not cells"),
-        Wrong("calls the kit's cells_missed", """
+        Wrong("calls the kit's missed_cell_names", """
 def missed(correct, groups):
-    cells = sorted(hl.evaluate.cells_missed(correct, groups))
+    cells = sorted(hl.evaluate.missed_cell_names(correct, groups))
     return cells, float(np.isin(groups, cells).mean())
-""", "hides hl.evaluate.cells_missed"),
+""", "hides hl.evaluate.missed_cell_names"),
     ],
     "task4": [
         Wrong("averages the gradient over the channels, not the spatial axes", """
