@@ -60,7 +60,7 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
     and the flags."""
     seconds = None
     if trained_model is not None:
-        model, info = hl.model.load(trained_model)
+        model, info = hl.model_file.load(trained_model)
         if info.data_fingerprint != hl.data.fingerprint(train) or hl.Config.from_dict(info.config) != config:
             raise SystemExit(f"{trained_model} was not trained by this recipe on these cells.")
         seconds = info.metrics.get("train_seconds")
@@ -79,8 +79,8 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
                 for set_name, images in foreign.items()}
     out["flagged_unfamiliar"] = flagged
     if trained_model is None:
-        hl.model.save(model, PROJECT_DIR / "build" / "benchmark" / f"{name.replace(' ', '-')}.keras",
-                      hl.recipe.model_info(config, ds, train, {}), extras={hl.familiar.ENTRY: familiarity.to_bytes()})
+        hl.model_file.save(model, PROJECT_DIR / "build" / "benchmark" / f"{name.replace(' ', '-')}.keras",
+                           hl.recipe.model_info(config, ds, train, {}), extras={hl.familiar.ENTRY: familiarity.to_bytes()})
     return out
 
 

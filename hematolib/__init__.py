@@ -12,11 +12,11 @@ import importlib
 __version__ = "0.1.0"
 __all__ = ["augment", "cache", "cli", "config", "course", "data", "download", "errors", "evaluate",
            "explain", "export", "familiar", "files", "grade", "gradebook", "home", "images", "inference",
-           "labs", "layers", "locate", "model", "originals", "pbc", "pipelines", "plots", "recipe",
-           "scoring", "splits", "synthetic", "train", "uploads", "widget_html", "widgets"]
+           "labs", "layers", "locate", "model", "model_file", "originals", "pbc", "pipelines", "plots",
+           "recipe", "scoring", "splits", "synthetic", "train", "uploads", "widget_html", "widgets"]
 
 
-SHORTCUTS = {"Config": "config", "open_dataset": "data", "build": "model", "load": "model",
+SHORTCUTS = {"Config": "config", "open_dataset": "data", "build": "model", "load": "model_file",
              "Predictor": "inference", "set_seed": "train"}  # hl.<name> -> hl.<module>.<name>
 
 

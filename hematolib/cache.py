@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .config import cache_dir
+from .config import SMEAR_SIZE, cache_dir
 from .data import ImageRecord
 from .files import atomic_path
-from .model import SMEAR_SIZE, base_of, features_of, input_size, is_cropping, network_size
+from .model import base_of, features_of, input_size, is_cropping, network_size
 from .pipelines import FRAMING, make_pipeline
 
 CHUNK = 1024  # images cropped per step: bounds the float32 memory of a step to about 300 MB at 160 px

@@ -69,9 +69,9 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Evaluate a saved model on TEST and TEST_SIMPLE."""
-    from . import data, inference, model as mdl
+    from . import data, inference, model_file
 
-    model, info = mdl.load(args.model)
+    model, info = model_file.load(args.model)
     ds = _dataset(args)
     reports = {"TEST": inference.evaluate_records(
         model, data.cap_per_class(ds.test, args.per_class, 0), "TEST")[0]}
@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; expected errors print one clear line instead of a traceback."""
     from .data import DataNotFoundError, DatasetLayoutError
     from .download import DownloadError
-    from .model import ModelFileError, WeightsNotFoundError
+    from .model import WeightsNotFoundError
+    from .model_file import ModelFileError
 
     args = build_parser().parse_args(argv)
     try:

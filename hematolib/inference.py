@@ -103,9 +103,8 @@ class Predictor:
     @classmethod
     def from_file(cls, path: str | Path | None = None, **kwargs) -> "Predictor":
         """Load a saved model (default models/hematovision.keras) with its metadata checks."""
-        from .model import load
-
         from . import familiar
+        from .model_file import load
 
         path = path or default_model_path()
         model, info = load(path)

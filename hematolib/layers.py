@@ -1,7 +1,7 @@
 """The kit's own Keras layers: the white-cell crop and the four-view average.
 
 Registered with Keras's serialisation (package "hematolib"), so a saved model that uses them
-loads with `keras.models.load_model` once this module is imported (`hl.model.load` imports it).
+loads with `keras.models.load_model` once this module is imported (`hl.model_file.load` imports it).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     second_lab: another lab's records (`hl.pbc`), split by cell (`labs.split_cells`) and added to
     training and validation (to training only in a refit); its test cells get a report of their own.
     callbacks: extra Keras callbacks for the fine-tuning stage."""
-    from . import model as mdl
+    from . import model_file
     from .labs import split_cells
 
     train, val = split(ds, config)
@@ -113,7 +113,7 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     familiarity = {ENTRY: of_model(model, train, val).to_bytes()} if val else None  # a refit has no cells to calibrate on
     info = model_info(config, ds, train, reports)
     info.credits = credits
-    path = mdl.save(model, out, info, extras=familiarity) if out is not None else None
+    path = model_file.save(model, out, info, extras=familiarity) if out is not None else None
     return RecipeResult(model, path, reports, trained.histories, trained.seconds)
 
 
@@ -156,12 +156,12 @@ def keep_better(tuned, tuned_report: Report, head_path: str | Path, head_report:
 
     Fine-tuning on a CPU with few epochs can make a model worse; validation decides, never TEST.
     """
-    from . import model as mdl
+    from . import model_file
 
     if tuned_report.accuracy >= head_report.accuracy:
         return tuned, tuned_report, (f"Keeping the fine-tuned model: validation {tuned_report.accuracy:.1%} "
                                      f"(head only: {head_report.accuracy:.1%}).")
-    head, _ = mdl.load(head_path)
+    head, _ = model_file.load(head_path)
     return head, head_report, (f"Fine-tuning did not help on validation ({tuned_report.accuracy:.1%} vs "
                                f"{head_report.accuracy:.1%}): keeping the head-only model.")
 
@@ -177,14 +177,14 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION", fa
     """
     import shutil
 
-    from . import model as mdl
+    from . import model_file
     from .files import atomic_path
 
     path = Path(path)
     new = info.metrics[metric]
     try:
-        old = mdl.read_info(path).metrics.get(metric, {}) if path.exists() else {}
-    except mdl.ModelFileError:
+        old = model_file.read_info(path).metrics.get(metric, {}) if path.exists() else {}
+    except model_file.ModelFileError:
         old = {}  # unreadable: replace it
     aside = ""
     if old.get("accuracy") is not None and old.get("cells") == new.get("cells"):
@@ -194,13 +194,13 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION", fa
                            "elsewhere to replace it.")
     elif old.get("accuracy") is not None:
         previous = path.with_name(f"{path.stem}.previous.keras")
-        for src, dst in ((path, previous), (mdl.metadata_path(path), mdl.metadata_path(previous))):
+        for src, dst in ((path, previous), (model_file.metadata_path(path), model_file.metadata_path(previous))):
             if src.exists():  # copied, so the model stays at `path` until the new one replaces it
                 with atomic_path(dst) as tmp:
                     shutil.copyfile(src, tmp)
         aside = (f" The model it replaces was scored on other {metric.lower()} cells ({old['accuracy']:.1%}), "
                  f"so the two cannot be compared; it is now {previous.name}.")
-    mdl.save(model, path, info, extras={ENTRY: familiarity.to_bytes()} if familiarity is not None else None)
+    model_file.save(model, path, info, extras={ENTRY: familiarity.to_bytes()} if familiarity is not None else None)
     return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}).{aside}"
 
 
@@ -211,16 +211,16 @@ def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report], f
     A refit (`config.val_fraction` 0) has no validation cells of its own; a VALIDATION report
     given for it is the held-out run's of the same recipe, and its metrics say so.
     """
-    from . import model as mdl
+    from . import model_file
 
     if not fine_tuned:
         config = Config.from_dict(config.to_dict(), fine_tune_epochs=0)
     metrics = {k: r.to_dict() for k, r in reports.items()}
     if not config.val_fraction and "VALIDATION" in metrics:
         metrics["VALIDATION"]["estimated_by"] = REFIT_ESTIMATE
-    return mdl.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
-                         alpha=config.alpha, crop=config.crop, data_fingerprint=fingerprint(train),
-                         synthetic_data=ds.synthetic, config=config.to_dict(), metrics=metrics)
+    return model_file.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
+                                alpha=config.alpha, crop=config.crop, data_fingerprint=fingerprint(train),
+                                synthetic_data=ds.synthetic, config=config.to_dict(), metrics=metrics)
 
 
 REFIT_ESTIMATE = ("the same recipe's run with these cells held out: this model trained on every TRAIN cell, "
@@ -250,7 +250,7 @@ def load_or_train(path: str | Path | None = None, ds: Dataset | None = None, con
     trained now by `config` (capped at `per_class` images per class, if given) and saved there.
     Says which, and says when the model was trained on a capped share of the images. TEST is not
     read. Returns (model, ModelInfo)."""
-    from . import model as mdl
+    from . import model_file
     from .data import open_dataset
 
     path = Path(path) if path is not None else default_model_path()
@@ -262,7 +262,7 @@ def load_or_train(path: str | Path | None = None, ds: Dataset | None = None, con
               + "). Run the notebooks before this one for the course's model (in Colab, keep models on "
               "Google Drive between notebooks: see the setup cell).", flush=True)
         run(ds if ds is not None else open_dataset(), config, out=path, verbose=verbose, test=False)
-    model, info = mdl.load(path)
+    model, info = model_file.load(path)
     cap = info.config.get("per_class")
     print(f"Loaded {path}" + (f" (a quick model: trained on at most {cap} images per class)" if cap else ""))
     return model, info

@@ -73,7 +73,7 @@ class ClassifyApp:
         predictor, problem = None, None
         if path.exists():
             from .inference import Predictor
-            from .model import ModelFileError
+            from .model_file import ModelFileError
 
             try:
                 predictor = Predictor.from_file(path)

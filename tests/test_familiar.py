@@ -51,15 +51,15 @@ def test_a_threshold_that_cannot_be_calibrated_is_refused():
 @pytest.mark.model
 def test_a_prediction_says_when_an_image_is_unfamiliar(tmp_path, synthetic_root):
     """Stored with the model, read back by the predictor, flagged in the prediction's notes."""
-    from hematolib import cache, inference, model as mdl, recipe
+    from hematolib import cache, inference, model as mdl, model_file, recipe
     from hematolib.data import load_dataset
     from hematolib.images import read_image
 
     ds = load_dataset(synthetic_root)
     model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
     known = familiar.fit(cache.features(model, ds.train), cache.features(model, ds.test), components=8)
-    info = mdl.ModelInfo(class_names=list(mdl.CLASS_NAMES), image_size=64, alpha=0.35, crop=True,
-                         metrics={"VALIDATION": {"accuracy": 0.5, "cells": "x"}})
+    info = model_file.ModelInfo(class_names=list(mdl.CLASS_NAMES), image_size=64, alpha=0.35, crop=True,
+                                metrics={"VALIDATION": {"accuracy": 0.5, "cells": "x"}})
     path = tmp_path / "m.keras"
     assert recipe.save_if_better(model, path, info, familiarity=known)[0]
     predictor = inference.Predictor.from_file(path)

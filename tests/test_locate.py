@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hematolib import model as mdl
+from hematolib import model as mdl, model_file
 from hematolib.data import load_dataset
 from hematolib.locate import crop_cell, little_stain, locate_cell, stain_map, stained_area
 
@@ -73,11 +73,11 @@ def test_cropping_model_takes_whole_smears_and_saves_and_loads_in_safe_mode(tmp_
     images = np.stack([smear_with_nucleus(60, 250), smear_with_nucleus(180, 40)]).astype("float32")
     view = np.asarray(mdl.network_view(model, images))
     assert view.shape == (2, 64, 64, 3)
-    info = mdl.ModelInfo(class_names=["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"],
-                         image_size=64, alpha=0.35, crop=True)
+    info = model_file.ModelInfo(class_names=["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"],
+                                image_size=64, alpha=0.35, crop=True)
     assert info.input_size == [240, 320] and "crops around" in info.preprocessing
-    path = mdl.save(model, tmp_path / "crop.keras", info)
-    loaded, loaded_info = mdl.load(path)  # safe mode: CellCrop is a registered layer, not a Lambda
+    path = model_file.save(model, tmp_path / "crop.keras", info)
+    loaded, loaded_info = model_file.load(path)  # safe mode: CellCrop is a registered layer, not a Lambda
     np.testing.assert_allclose(loaded(images).numpy(), model(images).numpy(), rtol=1e-5)
     assert loaded_info.crop
 

@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import pytest
 
-from hematolib import model as mdl
+from hematolib import model as mdl, model_file
 from hematolib.config import CLASS_NAMES
-from hematolib.model import ModelFileError, ModelInfo, WeightsNotFoundError
+from hematolib.model import WeightsNotFoundError
+from hematolib.model_file import ModelFileError, ModelInfo
 
 pytestmark = pytest.mark.model
 
@@ -164,14 +165,14 @@ def test_flips_make_a_model_blind_to_mirroring(weights_dir, monkeypatch):
 def test_a_model_with_flips_loads_back_with_them(weights_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
     model = mdl.build(alpha=0.35, image_size=SIZE, flips=True)
-    loaded, _ = mdl.load(mdl.save(model, tmp_path / "f.keras", info_for(model)))
+    loaded, _ = model_file.load(model_file.save(model, tmp_path / "f.keras", info_for(model)))
     assert mdl.is_flipping(loaded)
     np.testing.assert_allclose(loaded(batch()).numpy(), model(batch()).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_save_and_load_round_trip_with_metadata(small_model, tmp_path):
-    path = mdl.save(small_model, tmp_path / "m.keras", info_for(small_model, metrics={"test": 0.5}))
-    loaded, info = mdl.load(path)
+    path = model_file.save(small_model, tmp_path / "m.keras", info_for(small_model, metrics={"test": 0.5}))
+    loaded, info = model_file.load(path)
     np.testing.assert_allclose(loaded(batch()).numpy(), small_model(batch()).numpy(), rtol=1e-5)
     assert info.image_size == SIZE and info.metrics == {"test": 0.5} and info.created
     sidecar = json.loads((tmp_path / "m.json").read_text())
@@ -180,7 +181,7 @@ def test_save_and_load_round_trip_with_metadata(small_model, tmp_path):
 
 
 def test_interrupted_save_keeps_the_previous_model(small_model, tmp_path, monkeypatch):
-    path = mdl.save(small_model, tmp_path / "m.keras", info_for(small_model, metrics={"v": 1}))
+    path = model_file.save(small_model, tmp_path / "m.keras", info_for(small_model, metrics={"v": 1}))
     good = path.read_bytes()
 
     def crash(self, filepath, *a, **k):
@@ -189,61 +190,61 @@ def test_interrupted_save_keeps_the_previous_model(small_model, tmp_path, monkey
 
     monkeypatch.setattr(keras.Model, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        mdl.save(small_model, path, info_for(small_model, metrics={"v": 2}))
+        model_file.save(small_model, path, info_for(small_model, metrics={"v": 2}))
     assert path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras"]
-    assert mdl.load(path)[1].metrics == {"v": 1}
+    assert model_file.load(path)[1].metrics == {"v": 1}
 
 
 def test_missing_model_file_says_how_to_get_one(tmp_path):
     with pytest.raises(ModelFileError, match="no model file there.*python -m hematolib train"):
-        mdl.load(tmp_path / "nothing.keras")
+        model_file.load(tmp_path / "nothing.keras")
 
 
 def test_a_file_that_is_not_a_model_is_refused(tmp_path):
     (tmp_path / "cat.keras").write_bytes(b"\xff\xd8\xff\xe0 a jpeg, renamed")
     with pytest.raises(ModelFileError, match="not a Keras .keras model file"):
-        mdl.load(tmp_path / "cat.keras")
+        model_file.load(tmp_path / "cat.keras")
     with zipfile.ZipFile(tmp_path / "other.keras", "w") as zf:
         zf.writestr("readme.txt", "hi")
     with pytest.raises(ModelFileError, match="zip file but not a Keras model"):
-        mdl.load(tmp_path / "other.keras")
+        model_file.load(tmp_path / "other.keras")
 
 
 def test_plain_keras_model_without_metadata_is_refused(small_model, tmp_path):
     small_model.save(tmp_path / "plain.keras")
     with pytest.raises(ModelFileError, match="without HematoVision metadata"):
-        mdl.load(tmp_path / "plain.keras")
+        model_file.load(tmp_path / "plain.keras")
 
 
 def _rewrite_metadata(path, **changes):
     with zipfile.ZipFile(path) as zf:
         entries = {n: zf.read(n) for n in zf.namelist()}
-    meta = json.loads(entries[mdl.METADATA_ENTRY])
+    meta = json.loads(entries[model_file.METADATA_ENTRY])
     meta.update(changes)
     for k in [k for k, v in changes.items() if v is None]:
         del meta[k]
-    entries[mdl.METADATA_ENTRY] = json.dumps(meta).encode()
+    entries[model_file.METADATA_ENTRY] = json.dumps(meta).encode()
     with zipfile.ZipFile(path, "w") as zf:
         for n, b in entries.items():
             zf.writestr(n, b)
 
 
 def test_model_for_other_classes_is_refused(small_model, tmp_path):
-    path = mdl.save(small_model, tmp_path / "m.keras", info_for(small_model))
+    path = model_file.save(small_model, tmp_path / "m.keras", info_for(small_model))
     _rewrite_metadata(path, class_names=["CAT", "DOG", "FOX", "OWL"])
     with pytest.raises(ModelFileError, match=r"predicts \['CAT', 'DOG', 'FOX', 'OWL'\], not the expected"):
-        mdl.load(path)
+        model_file.load(path)
 
 
 def test_metadata_that_disagrees_with_the_model_is_refused(small_model, tmp_path):
-    path = mdl.save(small_model, tmp_path / "m.keras", info_for(small_model))
+    path = model_file.save(small_model, tmp_path / "m.keras", info_for(small_model))
     _rewrite_metadata(path, input_size=[224, 224])
     with pytest.raises(ModelFileError, match=r"inputs of shape \(64, 64, 3\).*metadata says 224x224x3"):
-        mdl.load(path)
+        model_file.load(path)
     _rewrite_metadata(path, image_size=None)
     with pytest.raises(ModelFileError, match="metadata lacks image_size"):
-        mdl.load(path)
+        model_file.load(path)
 
 
 def test_lambda_layer_is_refused_by_safe_mode_unless_trusted(tmp_path):
@@ -251,10 +252,10 @@ def test_lambda_layer_is_refused_by_safe_mode_unless_trusted(tmp_path):
     x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
-    path = mdl.save(model, tmp_path / "lambda.keras", info_for(model))
+    path = model_file.save(model, tmp_path / "lambda.keras", info_for(model))
     with pytest.raises(ModelFileError, match="Lambda layer.*safe_mode=False only if you trust"):
-        mdl.load(path)
-    loaded, _ = mdl.load(path, safe_mode=False)
+        model_file.load(path)
+    loaded, _ = model_file.load(path, safe_mode=False)
     assert loaded(batch()).shape == (2, 4)
 
 
@@ -276,9 +277,9 @@ def test_the_kits_layers_are_importable_and_registered_with_keras():
 def test_a_model_saved_by_an_earlier_kit_is_refused_with_what_to_do(small_model, tmp_path):
     info = info_for(small_model)
     info.format_version = 1
-    path = mdl.save(small_model, tmp_path / "old.keras", info)
-    with pytest.raises(mdl.ModelFileError, match=r"earlier version of the kit \(model format 1.*Train it again"):
-        mdl.load(path)
+    path = model_file.save(small_model, tmp_path / "old.keras", info)
+    with pytest.raises(ModelFileError, match=r"earlier version of the kit \(model format 1.*Train it again"):
+        model_file.load(path)
 
 
 def test_grad_cam_is_not_flat_where_the_model_is_certain():

@@ -108,12 +108,12 @@ def test_notebook_04s_fine_tuning_is_the_kits(small, monkeypatch, weights_dir, t
     _, config, train, val = small
     hl.train.set_seed(config.seed)
     start = hl.model.build(alpha=config.alpha, image_size=config.image_size, crop=True, flips=True)
-    path = hl.model.save(start, tmp_path / "head.keras", hl.model.ModelInfo(
+    path = hl.model_file.save(start, tmp_path / "head.keras", hl.model_file.ModelInfo(
         class_names=list(config.class_names), image_size=config.image_size, alpha=config.alpha, crop=True))
     results, given = [], notebook_namespace(config, train, val)
     for way in ("notebook", "kit"):
         hl.train.set_seed(config.seed)
-        model, _ = hl.model.load(path)
+        model, _ = hl.model_file.load(path)
         if way == "notebook":
             ns = run_cells({**given, "model": model, "config": config, "LEARNING_RATE": config.fine_tune_learning_rate},
                            *(cell_with("04_fine_tuning.ipynb", text) for text in

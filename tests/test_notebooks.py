@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from hematolib import course, home
-from hematolib.model import read_info
+from hematolib.model_file import read_info
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = course.notebooks(ROOT / "notebooks")

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hematolib import cache, evaluate, inference, model as mdl, train
+from hematolib import cache, evaluate, inference, model as mdl, model_file, train
 from hematolib.config import Config
 from hematolib.data import load_dataset
 from hematolib.pipelines import make_pipeline
@@ -440,16 +440,16 @@ def test_save_if_better_never_silently_replaces_a_better_model(tmp_path):
     model = mdl.build(alpha=0.35, image_size=64, weights=None)
 
     def info(acc, cells="cells-a"):
-        return mdl.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
-                             metrics={"VALIDATION": {"accuracy": acc, "cells": cells}})
+        return model_file.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
+                                    metrics={"VALIDATION": {"accuracy": acc, "cells": cells}})
 
     path = tmp_path / "best.keras"
     assert recipe.save_if_better(model, path, info(0.8))[0]
     saved, message = recipe.save_if_better(model, path, info(0.6))
     assert not saved and "Kept the existing best.keras" in message and "80.0%" in message
-    assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.8
+    assert model_file.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.8
     assert recipe.save_if_better(model, path, info(0.9))[0]
-    assert mdl.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.9
+    assert model_file.read_info(path).metrics["VALIDATION"]["accuracy"] == 0.9
     assert not (tmp_path / "best.previous.keras").exists()
 
 
@@ -460,15 +460,15 @@ def test_a_model_scored_on_other_cells_is_replaced_and_kept_aside(tmp_path):
     model = mdl.build(alpha=0.35, image_size=64, weights=None)
 
     def info(acc, **cells):
-        return mdl.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
-                             metrics={"VALIDATION": {"accuracy": acc, **cells}})
+        return model_file.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
+                                    metrics={"VALIDATION": {"accuracy": acc, **cells}})
 
     path = tmp_path / "best.keras"
     recipe.save_if_better(model, path, info(0.999))  # an older kit's report: no cells recorded
     saved, message = recipe.save_if_better(model, path, info(0.86, cells="honest"))
     assert saved and "scored on other validation cells (99.9%)" in message and "best.previous.keras" in message
-    assert mdl.read_info(path).metrics["VALIDATION"] == {"accuracy": 0.86, "cells": "honest"}
-    assert mdl.read_info(tmp_path / "best.previous.keras").metrics["VALIDATION"]["accuracy"] == 0.999
+    assert model_file.read_info(path).metrics["VALIDATION"] == {"accuracy": 0.86, "cells": "honest"}
+    assert model_file.read_info(tmp_path / "best.previous.keras").metrics["VALIDATION"]["accuracy"] == 0.999
     sidecars = {name: json.loads((tmp_path / name).read_text()) for name in ("best.json", "best.previous.json")}
     assert sidecars["best.previous.json"]["metrics"]["VALIDATION"]["accuracy"] == 0.999  # moved with its model
     assert sidecars["best.json"]["metrics"]["VALIDATION"]["accuracy"] == 0.86
@@ -491,8 +491,8 @@ def test_keep_better_falls_back_to_the_saved_head_model_when_fine_tuning_hurt(tm
 
     train.set_seed(1)
     head = mdl.build(alpha=0.35, image_size=64, weights=None)
-    info = mdl.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35)
-    mdl.save(head, tmp_path / "head.keras", info)
+    info = model_file.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35)
+    model_file.save(head, tmp_path / "head.keras", info)
     train.set_seed(2)
     tuned = mdl.build(alpha=0.35, image_size=64, weights=None)
     kept, rep, message = recipe.keep_better(tuned, report(0.9), tmp_path / "head.keras", report(0.8))
@@ -522,12 +522,12 @@ def test_the_recipe_times_its_stages_and_fine_tunes_with_augmentation(synthetic_
     assert set(result.seconds) == {"feature extraction", "head", "fine-tuning"}
     assert all(v > 0 for v in result.seconds.values())
     assert seen["augment"] is not None and seen["augment"].name == "augment"
-    assert mdl.read_info(result.path).crop and set(result.reports) == {"VALIDATION", "TEST", "TEST_SIMPLE"}
+    assert model_file.read_info(result.path).crop and set(result.reports) == {"VALIDATION", "TEST", "TEST_SIMPLE"}
     # the refit: every TRAIN cell, a fixed schedule, no validation report
     refit = recipe.run(load_dataset(synthetic_root), recipe.refit_config(config), out=tmp_path / "refit.keras",
                        verbose=0)
     assert set(refit.reports) == {"TEST", "TEST_SIMPLE"} and refit.histories[-1].epochs == 1
-    assert mdl.read_info(refit.path).config["val_fraction"] == 0.0
+    assert model_file.read_info(refit.path).config["val_fraction"] == 0.0
     # the notebook's refit: no TEST, and the held-out run's choice (here: head only) is repeated
     monkeypatch.setattr(recipe, "fine_tune", lambda *a, **k: pytest.fail("the head-only choice was fine-tuned"))
     final, info = recipe.refit(load_dataset(synthetic_root), config, result.reports["VALIDATION"],

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="which cell of each class")
     args = parser.parse_args(argv)
     ds = hl.data.open_dataset(allow_synthetic=False)
-    model, _ = hl.model.load(args.model)
+    model, _ = hl.model_file.load(args.model)
     fig = hl.plots.explained_cells(model, hl.data.cap_per_class(ds.test_simple, 1, seed=args.seed))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with hl.files.atomic_path(args.out) as tmp:
