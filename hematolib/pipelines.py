@@ -40,10 +40,10 @@ def fit_frame(image, size: tuple[int, int]):
     frame_h, frame_w = size
     pad_h = tf.maximum(tf.cast(tf.round(tf.cast(w, tf.float32) * frame_h / frame_w), tf.int32) - h, 0)
     pad_w = tf.maximum(tf.cast(tf.round(tf.cast(h, tf.float32) * frame_w / frame_h), tf.int32) - w, 0)
-    border = tf.concat([x[0], x[-1], x[:, 0], x[:, -1]], axis=0)
-    colour = tf.reduce_mean(border, axis=0)
-    x = tf.pad(x - colour, [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]]) + colour
-    return tf.image.resize(x, size, antialias=True)
+    colour = tf.reduce_mean(tf.concat([x[0], x[-1], x[:, 0], x[:, -1]], axis=0), axis=0)
+    padding = [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]]
+    outside = 1.0 - tf.pad(tf.ones_like(x[..., :1]), padding)   # 1 on the added margin only
+    return tf.image.resize(tf.pad(x, padding) + outside * colour, size, antialias=True)
 
 
 def make_pipeline(records: Sequence[ImageRecord], image_size: int | tuple[int, int], batch_size: int = 32,

@@ -4,9 +4,13 @@ none; offline, one clear paragraph and the synthetic set. No notebook runs: pape
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from hematolib import cli, course, download
@@ -151,12 +155,6 @@ def test_with_the_second_labs_images_the_course_runs_its_notebook(notebook_runne
 @pytest.mark.real_data
 def test_make_course_on_a_clean_clone_downloads_the_real_data_from_a_mirror_before_notebook_01(
         server, real_root, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    import nbformat
-
     routes, base = server
     root = Path(__file__).resolve().parent.parent
     kit = tmp_path / "kit"
