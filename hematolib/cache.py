@@ -71,9 +71,12 @@ def weights_digest(model) -> str:
 
 
 def feature_store_path(model) -> Path:
-    """The cache file of features computed with this model's base weights and input."""
+    """The cache file of features computed with this model's base weights and input (and, for a
+    cropping model, the locator's settings: other settings make other crops)."""
+    from .locate import settings_digest
+
     h, w = input_size(model)
-    crop = "_crop" if is_cropping(model) else ""
+    crop = f"_crop{settings_digest()}" if is_cropping(model) else ""
     return cache_dir() / "features" / f"{weights_digest(model)}_{FRAMING}_{h}x{w}_{network_size(model)}{crop}.npz"
 
 

@@ -183,6 +183,19 @@ def test_features_cached_before_fine_tuning_are_not_read_back_after_it(synthetic
     assert cache.feature_store_path(model) != before
 
 
+def test_features_of_crops_made_with_other_locator_settings_are_not_read_back(synthetic_split, monkeypatch):
+    from hematolib import locate
+
+    (tr, _), _ = synthetic_split
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    first = cache.features(model, tr[:8])
+    monkeypatch.setattr(locate, "MIN_BOX", 1.0)  # every crop becomes the whole height of the smear
+    monkeypatch.setattr(locate, "BOX_PER_NUCLEUS", 0.0)
+    second = cache.features(model, tr[:8])
+    assert not np.allclose(second, first, rtol=1e-2, atol=0)
+    np.testing.assert_allclose(cache.features(model, tr[:8], cache=False), second, rtol=1e-3, atol=0)
+
+
 def test_crops_are_stored_once_and_equal_what_the_model_sees(synthetic_split, monkeypatch):
     (tr, _), _ = synthetic_split
     model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
