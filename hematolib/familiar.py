@@ -5,7 +5,9 @@ The distance is Mahalanobis's under a probabilistic PCA of the training features
 standard deviations an image's features lie from the training cells' along the top principal
 directions, plus what lies outside them, measured against the little the training cells vary
 there (another lab's images often differ in directions the training cells never moved in). The threshold is the distance that a share `quantile` of validation images stay
-under, so by construction about 1 - quantile of new cells from the same labs are flagged.
+under, so by construction about 1 - quantile of new cells from the same labs are flagged. A model
+with no validation cells (a refit) takes it from its own training cells instead, each fold of them
+measured against the others (`cross_fit`).
 """
 
 from __future__ import annotations
@@ -57,13 +59,15 @@ class Familiarity:
                        float(store["threshold"]), float(store["quantile"]))
 
 
-def fit(train_features: np.ndarray, val_features: np.ndarray, components: int = 32,
-        quantile: float = 0.95) -> Familiarity:
-    """Familiarity from training features (n, channels), its threshold from validation features."""
+def _check(quantile: float, n_calibration: int) -> None:
     if not 0 < quantile < 1:
         raise ValueError(f"quantile is the share of validation images to accept, between 0 and 1; got {quantile}.")
-    if len(val_features) < 10:
-        raise ValueError(f"calibrating the threshold needs at least 10 validation images; got {len(val_features)}.")
+    if n_calibration < 10:
+        raise ValueError(f"calibrating the threshold needs at least 10 validation images; got {n_calibration}.")
+
+
+def _directions(train_features: np.ndarray, components: int, quantile: float) -> Familiarity:
+    """The training features' probabilistic PCA, with no threshold yet (infinite)."""
     x = np.asarray(train_features, np.float64)
     mean = x.mean(axis=0)
     _, singular, directions = np.linalg.svd(x - mean, full_matrices=False)
@@ -71,15 +75,50 @@ def fit(train_features: np.ndarray, val_features: np.ndarray, components: int = 
     spread = singular ** 2 / max(len(x) - 1, 1)
     variances = np.maximum(spread[:k], 1e-12)
     residual = max(float(spread[k:].sum()) / max(x.shape[1] - k, 1), 1e-12)
-    partial = Familiarity(mean, directions[:k], variances, residual, np.inf, quantile)
-    partial.threshold = float(np.quantile(partial.distance(val_features), quantile))
-    return partial
+    return Familiarity(mean, directions[:k], variances, residual, np.inf, quantile)
+
+
+def fit(train_features: np.ndarray, val_features: np.ndarray, components: int = 32,
+        quantile: float = 0.95) -> Familiarity:
+    """Familiarity from training features (n, channels), its threshold from validation features."""
+    _check(quantile, len(val_features))
+    familiarity = _directions(train_features, components, quantile)
+    familiarity.threshold = float(np.quantile(familiarity.distance(val_features), quantile))
+    return familiarity
+
+
+def cross_fit(train_features: np.ndarray, cells, folds: int = 5, components: int = 32,
+              quantile: float = 0.95, seed: int = 0) -> Familiarity:
+    """Familiarity from training features (n, channels) alone, for a model with no validation cells:
+    the cells (`cells`, one name per image) are dealt into `folds` groups, each group's distances are
+    measured against the other groups' features, and the threshold is the `quantile` of all of them;
+    the directions are then those of every training image. Grouped by cell, so no image is measured
+    against copies of itself. The network itself has seen every one of these cells, so new cells from
+    the same labs lie a little farther than these: expect a little more than 1 - quantile of them flagged."""
+    cells = np.asarray(cells)
+    if len(cells) != len(train_features):
+        raise ValueError(f"one cell name per image: {len(cells)} names for {len(train_features)} images.")
+    names = np.unique(cells)
+    if len(names) < folds:
+        raise ValueError(f"cross-fitting over {folds} folds needs at least {folds} cells; got {len(names)}.")
+    _check(quantile, len(cells))
+    fold_of = dict(zip(np.random.default_rng(seed).permutation(names), np.arange(len(names)) % folds))
+    fold = np.array([fold_of[c] for c in cells])
+    x = np.asarray(train_features, np.float64)
+    distances = np.concatenate([_directions(x[fold != f], components, quantile).distance(x[fold == f])
+                                for f in range(folds)])
+    familiarity = _directions(x, components, quantile)
+    familiarity.threshold = float(np.quantile(distances, quantile))
+    return familiarity
 
 
 def of_model(model, train, val, **kwargs) -> Familiarity:
-    """Familiarity of a kit model's features over its training and validation records."""
+    """Familiarity of a kit model's features over its training and validation records; with no
+    validation records (a refit), cross-fitted over the training cells (`cross_fit`)."""
     from . import cache
 
+    if not val:
+        return cross_fit(cache.features(model, train), [r.original for r in train], **kwargs)
     return fit(cache.features(model, train), cache.features(model, val), **kwargs)
 
 

@@ -48,6 +48,34 @@ def test_a_threshold_that_cannot_be_calibrated_is_refused():
         familiar.fit(cells(100, 1), cells(3, 2))
 
 
+def copies_of_cells(n_cells, copies, seed):
+    """Several near-identical images of each of `n_cells` cells, as the Kaggle TRAIN split holds, and
+    each image's cell name."""
+    x = np.repeat(cells(n_cells, seed), copies, axis=0)
+    return x + np.random.default_rng(seed + 100).normal(scale=0.02, size=x.shape), np.repeat(np.arange(n_cells), copies)
+
+
+def test_with_no_validation_cells_the_threshold_is_cross_fitted_over_whole_cells():
+    x, names = copies_of_cells(60, 5, seed=1)
+    new, foreign = cells(4000, 3), cells(500, 4, shift=3.0)
+    refit = familiar.cross_fit(x, names, components=8)
+    assert refit.unfamiliar(new).mean() == pytest.approx(0.05, abs=0.03)
+    assert refit.unfamiliar(foreign).mean() > 0.95
+    np.testing.assert_allclose(refit.mean, x.mean(axis=0))  # the directions are every image's
+    # what goes wrong otherwise: each image measured against copies of itself, or against itself
+    by_image = familiar.cross_fit(x, np.arange(len(x)), components=8)
+    in_sample = familiar.fit(x, x, components=8)
+    assert by_image.unfamiliar(new).mean() > 0.15 and in_sample.unfamiliar(new).mean() > 0.3
+
+
+def test_cross_fitting_refuses_what_it_cannot_group():
+    x, names = copies_of_cells(12, 2, seed=1)
+    with pytest.raises(ValueError, match="one cell name per image: 23 names for 24 images"):
+        familiar.cross_fit(x, names[:-1])
+    with pytest.raises(ValueError, match="at least 5 cells; got 3"):
+        familiar.cross_fit(x[:6], names[:6])
+
+
 @pytest.mark.model
 def test_a_prediction_says_when_an_image_is_unfamiliar(tmp_path, synthetic_root):
     """Stored with the model, read back by the predictor, flagged in the prediction's notes."""

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hematolib import cache, evaluate, inference, model as mdl, model_file, train
+from hematolib import cache, evaluate, familiar, inference, model as mdl, model_file, train
 from hematolib.config import Config
 from hematolib.data import load_dataset
 from hematolib.pipelines import make_pipeline
@@ -541,10 +541,12 @@ def test_the_recipe_times_its_stages_and_fine_tunes_with_augmentation(synthetic_
                        verbose=0)
     assert set(refit.reports) == {"TEST", "TEST_SIMPLE"} and refit.histories[-1].epochs == 1
     assert model_file.read_info(refit.path).config["val_fraction"] == 0.0
+    assert familiar.read(refit.path).threshold > 0  # calibrated on its own training cells, cross-fitted
     # the notebook's refit: no TEST, and the held-out run's choice (here: head only) is repeated
     monkeypatch.setattr(recipe, "fine_tune", lambda *a, **k: pytest.fail("the head-only choice was fine-tuned"))
-    final, info = recipe.refit(load_dataset(synthetic_root), config, result.reports["VALIDATION"],
-                               fine_tuned=False, verbose=0)
+    final, info, familiarity = recipe.refit(load_dataset(synthetic_root), config, result.reports["VALIDATION"],
+                                            fine_tuned=False, verbose=0)
+    assert np.isfinite(familiarity.threshold)
     assert info.config["fine_tune_epochs"] == 0 and info.config["val_fraction"] == 0.0
     assert info.metrics["VALIDATION"]["accuracy"] == result.reports["VALIDATION"].accuracy
     assert set(info.metrics) == {"VALIDATION"} and final.predict(np.zeros((1, *final.input_shape[1:])),
