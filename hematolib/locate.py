@@ -2,25 +2,22 @@
 
 The nucleus of every white cell is stained dark purple: much more blue than green. Pink red cells
 and the pale background have blue close to green. So the "stain map" blue - green, thresholded
-and smoothed over a window about the size of a nucleus, peaks on the white cell. The crop box is the
-same share of every smear, so a small cell stays small beside a big one (size is much of what
-tells a lymphocyte from a monocyte); only a nucleus too big for any smear's box, a tight photo of
-one cell, gets the whole image, so it is not cut. The box is kept inside the image.
+and smoothed over a window about the size of a nucleus, peaks on the white cell. The crop box is
+sized from the stained area, so a tight photo of one cell is not cut, and is kept inside the image.
 """
 
 from __future__ import annotations
 
 STAIN_THRESHOLD = 40.0  # blue - green, on 0..255, above which a pixel counts as nucleus stain
-CELL_BOX = 0.65  # crop side, as a fraction of the shorter image side
-BOX_PER_NUCLEUS = 2.6  # the box a nucleus needs: side / sqrt(stained area); above the shorter side, the whole image
-SMALLEST_BOX = 0.35  # the smallest box a whole nucleus needs, as a fraction of the shorter side (`stain_floor`)
+BOX_PER_NUCLEUS = 2.6  # crop side / sqrt(stained area)
+MIN_BOX, MAX_BOX = 0.35, 1.0  # crop side limits, as fractions of the shorter image side
 
 
 def settings_digest() -> str:
     """A short tag of the locator's settings: cached crops made with other settings are not reused."""
     import hashlib
 
-    text = f"{STAIN_THRESHOLD}|{BOX_PER_NUCLEUS}|{CELL_BOX}|v2"
+    text = f"{STAIN_THRESHOLD}|{BOX_PER_NUCLEUS}|{MIN_BOX}|{MAX_BOX}|v1"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -41,24 +38,23 @@ def stained_area(image) -> int:
 
 
 def little_stain(image) -> bool:
-    """True when an RGB image (H, W, 3) holds less nucleus stain than the smallest whole nucleus
-    (`stain_floor`): the white cell is probably cut off by the frame, missing, or too small to see."""
+    """True when an RGB image (H, W, 3) holds less nucleus stain than the smallest crop box is sized
+    for (`stain_floor`): the white cell is probably cut off by the frame, missing, or too small to see."""
     import numpy as np
 
     return stained_area(image) < stain_floor(np.shape(image))
 
 
 def stain_floor(shape) -> float:
-    """The nucleus stain (`stained_area`, pixels) of the smallest whole nucleus, in an image of
-    `shape` (H, W, ...): (SMALLEST_BOX x the shorter side / BOX_PER_NUCLEUS) squared. `little_stain`'s line."""
-    return (SMALLEST_BOX * min(shape[:2]) / BOX_PER_NUCLEUS) ** 2
+    """The nucleus stain (`stained_area`, pixels) the smallest crop box is sized for, in an image of
+    `shape` (H, W, ...): (MIN_BOX x the shorter side / BOX_PER_NUCLEUS) squared. `little_stain`'s line."""
+    return (MIN_BOX * min(shape[:2]) / BOX_PER_NUCLEUS) ** 2
 
 
 def locate_cell(image):
     """(centre row, centre column, box side) of the white cell in an RGB image (H, W, 3), int32.
 
-    The side is CELL_BOX of the shorter side, or all of it when the stain needs more than that
-    (BOX_PER_NUCLEUS x its square root). With no stained pixel at all, the centre and the largest box.
+    With no stained pixel at all, the centre of the image and the largest box.
     """
     import tensorflow as tf
 
@@ -74,7 +70,7 @@ def locate_cell(image):
     cx = tf.where(found, flat % w, w // 2)
     area = tf.reduce_sum(tf.cast(stain > 0, tf.float32))
     short_f = tf.cast(short, tf.float32)
-    side = tf.where(BOX_PER_NUCLEUS * tf.sqrt(area) > short_f, short_f, CELL_BOX * short_f)
+    side = tf.clip_by_value(BOX_PER_NUCLEUS * tf.sqrt(area), MIN_BOX * short_f, MAX_BOX * short_f)
     side = tf.where(found, tf.cast(side, tf.int32), short)
     # refine: the stain-weighted centroid within the box around the peak
     rows = tf.cast(tf.range(h), tf.float32)[:, None]
