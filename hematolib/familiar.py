@@ -24,7 +24,7 @@ ENTRY = "familiarity.npz"  # stored inside a kit model's .keras file, next to it
 class Familiarity:
     """The training features' mean (channels,), principal directions (k, channels), their variances
     (k,) and the variance per channel left outside them, and the distance above which an image is
-    unfamiliar."""
+    unfamiliar, and the images that distance was calibrated on (`calibration`)."""
 
     mean: np.ndarray
     components: np.ndarray
@@ -32,6 +32,7 @@ class Familiarity:
     residual_variance: float
     threshold: float
     quantile: float
+    calibration: str = "validation cells"
 
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distance (n,) of features (n, channels): in the principal components, and
@@ -43,27 +44,29 @@ class Familiarity:
                        + (residual ** 2).sum(axis=1) / self.residual_variance)
 
     def unfamiliar(self, features: np.ndarray) -> np.ndarray:
-        """Whether each image's features lie farther than any but 1 - quantile of validation images'."""
+        """Whether each image's features lie farther than all but 1 - quantile of the calibration images'."""
         return self.distance(features) > self.threshold
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, mean=self.mean, components=self.components, variances=self.variances,
-                 residual_variance=self.residual_variance, threshold=self.threshold, quantile=self.quantile)
+                 residual_variance=self.residual_variance, threshold=self.threshold, quantile=self.quantile,
+                 calibration=self.calibration)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Familiarity":
         with np.load(io.BytesIO(data)) as store:
+            calibration = str(store["calibration"]) if "calibration" in store else "validation cells"
             return cls(store["mean"], store["components"], store["variances"], float(store["residual_variance"]),
-                       float(store["threshold"]), float(store["quantile"]))
+                       float(store["threshold"]), float(store["quantile"]), calibration)
 
 
-def _check(quantile: float, n_calibration: int) -> None:
+def _check(quantile: float, n_calibration: int, what: str = "validation images") -> None:
     if not 0 < quantile < 1:
-        raise ValueError(f"quantile is the share of validation images to accept, between 0 and 1; got {quantile}.")
+        raise ValueError(f"quantile is the share of calibration images to accept, between 0 and 1; got {quantile}.")
     if n_calibration < 10:
-        raise ValueError(f"calibrating the threshold needs at least 10 validation images; got {n_calibration}.")
+        raise ValueError(f"calibrating the threshold needs at least 10 {what}; got {n_calibration}.")
 
 
 def _directions(train_features: np.ndarray, components: int, quantile: float) -> Familiarity:
@@ -87,34 +90,41 @@ def fit(train_features: np.ndarray, val_features: np.ndarray, components: int = 
     return familiarity
 
 
-def cross_fit(train_features: np.ndarray, cells, folds: int = 5, components: int = 32,
+def cross_fit(train_features: np.ndarray, originals, folds: int = 5, components: int = 32,
               quantile: float = 0.95, seed: int = 0) -> Familiarity:
-    """Familiarity from training features (n, channels) alone, for a model with no validation cells:
-    the cells (`cells`, one name per image) are dealt into `folds` groups, each group's distances are
-    measured against the other groups' features, and the threshold is the `quantile` of all of them;
-    the directions are then those of every training image. Grouped by cell, so no image is measured
-    against copies of itself. The network itself has seen every one of these cells, so new cells from
-    the same labs lie a little farther than these: expect a little more than 1 - quantile of them flagged."""
-    cells = np.asarray(cells)
-    if len(cells) != len(train_features):
-        raise ValueError(f"one cell name per image: {len(cells)} names for {len(train_features)} images.")
-    names = np.unique(cells)
+    """Familiarity from training features (n, channels) alone, for a model with no validation cells.
+
+    The cells (`originals`: the cell each image shows, as `ImageRecord.original`) are dealt into
+    `folds` groups; each group's images are measured against the directions of the other groups'
+    features, and the threshold is the `quantile` of all those distances, counted by image as `fit`
+    counts validation images. The directions kept are those of every training image. Grouped by cell,
+    so that no image is measured against copies of itself (images of one cell under different names
+    would be, and the threshold would come out too low).
+    """
+    originals = np.asarray(originals)
+    if len(originals) != len(train_features):
+        raise ValueError(f"one cell name per image: {len(originals)} names for {len(train_features)} images.")
+    if folds < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds; got {folds}.")
+    names = np.unique(originals)
+    _check(quantile, len(names), "cells")
     if len(names) < folds:
         raise ValueError(f"cross-fitting over {folds} folds needs at least {folds} cells; got {len(names)}.")
-    _check(quantile, len(cells))
     fold_of = dict(zip(np.random.default_rng(seed).permutation(names), np.arange(len(names)) % folds))
-    fold = np.array([fold_of[c] for c in cells])
+    fold = np.array([fold_of[c] for c in originals])
     x = np.asarray(train_features, np.float64)
     distances = np.concatenate([_directions(x[fold != f], components, quantile).distance(x[fold == f])
                                 for f in range(folds)])
     familiarity = _directions(x, components, quantile)
     familiarity.threshold = float(np.quantile(distances, quantile))
+    familiarity.calibration = f"training cells (cross-fitted, {folds} folds)"
     return familiarity
 
 
 def of_model(model, train, val, **kwargs) -> Familiarity:
-    """Familiarity of a kit model's features over its training and validation records; with no
-    validation records (a refit), cross-fitted over the training cells (`cross_fit`)."""
+    """Familiarity of a kit model's features over its training and validation records (`fit`); with
+    no validation records (a refit), cross-fitted over the training cells (`cross_fit`). `kwargs` go
+    to whichever of the two runs."""
     from . import cache
 
     if not val:

@@ -146,7 +146,7 @@ class Predictor:
             unfamiliar = distance > self.familiarity.threshold
             if unfamiliar:
                 notes.append(f"{Path(name).name}: unlike the cells this model was trained on (distance {distance:.1f}; "
-                             f"{self.familiarity.quantile:.0%} of its validation cells lie within "
+                             f"{self.familiarity.quantile:.0%} of its {self.familiarity.calibration} lie within "
                              f"{self.familiarity.threshold:.1f}). Another lab, stain or microscope, or not a "
                              "white cell: the label is not to be trusted.")
         return Prediction(name=name, class_name=self.class_names[best], confidence=float(probs[best]),

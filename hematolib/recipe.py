@@ -110,10 +110,11 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
         reports["TEST_SIMPLE"] = evaluate_records(model, ds.test_simple, "TEST_SIMPLE")[0]
     if test and second_lab:
         reports["SECOND_LAB_TEST"] = evaluate_records(model, lab_test, "SECOND_LAB_TEST")[0]
-    familiarity = {ENTRY: of_model(model, train, val).to_bytes()}  # a refit: cross-fitted on its training cells
+    familiarity = familiarity_of(model, train, val)
     info = model_info(config, ds, train, reports)
     info.credits = credits
-    path = model_file.save(model, out, info, extras=familiarity) if out is not None else None
+    extras = {ENTRY: familiarity.to_bytes()} if familiarity is not None else None
+    path = model_file.save(model, out, info, extras=extras) if out is not None else None
     return RecipeResult(model, path, reports, trained.histories, trained.seconds)
 
 
@@ -230,12 +231,23 @@ REFIT_ESTIMATE = ("the same recipe's run with these cells held out: this model t
 def refit(ds: Dataset, config: Config, held_out: Report, fine_tuned: bool = True, verbose: int = 1):
     """The final model: the recipe that `held_out` (its validation report) estimated, trained again
     on every TRAIN cell with the same fixed schedule. `fine_tuned=False` when validation kept the
-    head-only model: the refit then trains the head only too. Returns (model, ModelInfo, Familiarity:
-    cross-fitted on its training cells, as it has no validation cells); TEST is not touched."""
+    head-only model: the refit then trains the head only too. Returns (model, ModelInfo, Familiarity
+    cross-fitted on its training cells, as it has no validation cells, or None: `familiarity_of`);
+    TEST is not touched."""
     final = refit_config(config if fine_tuned else Config.from_dict(config.to_dict(), fine_tune_epochs=0))
     cells, _ = split(ds, final)
     trained = fit(cells, [], final, verbose=verbose)
-    return trained.model, model_info(final, ds, cells, {"VALIDATION": held_out}), of_model(trained.model, cells, [])
+    return trained.model, model_info(final, ds, cells, {"VALIDATION": held_out}), familiarity_of(trained.model, cells, [])
+
+
+def familiarity_of(model, train: Sequence, val: Sequence):
+    """`familiar.of_model`, cross-fitted when `val` is empty (a refit); None, said, when there are too
+    few images or cells to calibrate it: the model then predicts without the unfamiliar-image flag."""
+    try:
+        return of_model(model, train, val)
+    except ValueError as err:
+        print(f"No unfamiliar-image flag for this model: {err}")
+        return None
 
 
 def refit_config(config: Config) -> Config:

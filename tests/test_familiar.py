@@ -3,6 +3,8 @@ what a prediction says."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,10 @@ def test_with_no_validation_cells_the_threshold_is_cross_fitted_over_whole_cells
     refit = familiar.cross_fit(x, names, components=8)
     assert refit.unfamiliar(new).mean() == pytest.approx(0.05, abs=0.03)
     assert refit.unfamiliar(foreign).mean() > 0.95
-    np.testing.assert_allclose(refit.mean, x.mean(axis=0))  # the directions are every image's
+    everything = familiar.fit(x, cells(100, 9), components=8)  # the same directions, another threshold
+    for name in ("mean", "components", "variances", "residual_variance"):
+        np.testing.assert_allclose(np.abs(getattr(refit, name)), np.abs(getattr(everything, name)), rtol=1e-9)
+    assert refit.calibration.startswith("training cells") and everything.calibration == "validation cells"
     # what goes wrong otherwise: each image measured against copies of itself, or against itself
     by_image = familiar.cross_fit(x, np.arange(len(x)), components=8)
     in_sample = familiar.fit(x, x, components=8)
@@ -72,8 +77,36 @@ def test_cross_fitting_refuses_what_it_cannot_group():
     x, names = copies_of_cells(12, 2, seed=1)
     with pytest.raises(ValueError, match="one cell name per image: 23 names for 24 images"):
         familiar.cross_fit(x, names[:-1])
-    with pytest.raises(ValueError, match="at least 5 cells; got 3"):
+    with pytest.raises(ValueError, match="at least 10 cells; got 3"):  # 6 images, but only 3 cells
         familiar.cross_fit(x[:6], names[:6])
+    with pytest.raises(ValueError, match="at least 2 folds; got 1"):
+        familiar.cross_fit(x, names, folds=1)
+    with pytest.raises(ValueError, match="over 20 folds needs at least 20 cells; got 12"):
+        familiar.cross_fit(x, names, folds=20)
+
+
+def test_how_the_threshold_was_calibrated_is_stored_and_read_back():
+    x, names = copies_of_cells(30, 3, seed=1)
+    again = familiar.Familiarity.from_bytes(familiar.cross_fit(x, names, components=4).to_bytes())
+    assert again.calibration == "training cells (cross-fitted, 5 folds)"
+    older = np.load(io.BytesIO(again.to_bytes()))  # a file saved before calibration was stored
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: older[k] for k in older.files if k != "calibration"})
+    assert familiar.Familiarity.from_bytes(buffer.getvalue()).calibration == "validation cells"
+
+
+@pytest.mark.model
+def test_a_model_with_no_validation_cells_is_calibrated_cell_by_cell(synthetic_root):
+    from hematolib import cache, model as mdl
+    from hematolib.data import load_dataset
+
+    ds = load_dataset(synthetic_root)
+    model = mdl.build(alpha=0.35, image_size=64, weights=None, crop=True)
+    features = cache.features(model, ds.train)
+    assert len({r.original for r in ds.train}) < len(ds.train)  # several images of some cells
+    refit = familiar.of_model(model, ds.train, [], components=8)
+    assert refit.threshold == familiar.cross_fit(features, [r.original for r in ds.train], components=8).threshold
+    assert refit.threshold != familiar.cross_fit(features, [str(r.path) for r in ds.train], components=8).threshold
 
 
 @pytest.mark.model
@@ -92,7 +125,8 @@ def test_a_prediction_says_when_an_image_is_unfamiliar(tmp_path, synthetic_root)
     assert recipe.save_if_better(model, path, info, familiarity=known)[0]
     predictor = inference.Predictor.from_file(path)
     assert predictor.familiarity.threshold == known.threshold
-    cell = predictor.predict_array(read_image(ds.test[0].path)[0], "cell.png")
+    typical = ds.test[int(np.argsort(known.distance(cache.features(model, ds.test)))[len(ds.test) // 2])]
+    cell = predictor.predict_array(read_image(typical.path)[0], "cell.png")  # half the calibration cells lie farther
     noise = predictor.predict_array(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8),
                                     "noise.png")
     assert not cell.unfamiliar and not any("unlike the cells" in n for n in cell.notes)
