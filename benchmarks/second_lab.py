@@ -73,21 +73,20 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
     out = {"trained on": name, "train_images": len(train), "train_seconds": seconds,
            "trained_by": str(trained_model) if trained_model else "benchmarks/second_lab.py",
            "scores": {set_name: scored(model, set_name, records) for set_name, records in held_out.items()}}
-    flagged = {set_name: float(familiarity.unfamiliar(hl.cache.features(model, records)).mean())
-               for set_name, records in held_out.items()}
+    held_out_features = {set_name: hl.cache.features(model, records) for set_name, records in held_out.items()}
+    flagged = {set_name: float(familiarity.unfamiliar(x).mean()) for set_name, x in held_out_features.items()}
     flagged |= {set_name: float(familiarity.unfamiliar(hl.labs.image_features(model, images)).mean())
                 for set_name, images in foreign.items()}
     out["flagged_unfamiliar"] = flagged
     # as a refit calibrates it, with no validation cells: cross-fitted over the training cells
     refit_like = hl.familiar.of_model(model, train, [])
     out["flagged_unfamiliar_cross_fitted"] = {
-        set_name: float(refit_like.unfamiliar(hl.cache.features(model, records)).mean())
-        for set_name, records in held_out.items()}
+        set_name: float(refit_like.unfamiliar(x).mean()) for set_name, x in held_out_features.items()}
     if trained_model is None:
         info = hl.recipe.model_info(config, ds, train, {})
         info.metrics["train_seconds"] = seconds
         hl.model_file.save(model, PROJECT_DIR / "build" / "benchmark" / f"{name.replace(' ', '-')}.keras",
-                           info, extras={hl.familiar.ENTRY: familiarity.to_bytes()})
+                           info, extras=hl.familiar.as_extras(familiarity))
     return out
 
 

@@ -62,23 +62,34 @@ class Familiarity:
                        float(store["threshold"]), float(store["quantile"]), calibration)
 
 
+class TooFewToCalibrate(ValueError):
+    """Too few images or cells to calibrate a threshold on; the message says how many there were."""
+
+
+def as_extras(familiarity: Familiarity | None) -> dict[str, bytes] | None:
+    """The entry to store `familiarity` in a saved model (`model_file.save(extras=...)`), or None."""
+    return {ENTRY: familiarity.to_bytes()} if familiarity is not None else None
+
+
 def _check(quantile: float, n_calibration: int, what: str = "validation images") -> None:
     if not 0 < quantile < 1:
         raise ValueError(f"quantile is the share of calibration images to accept, between 0 and 1; got {quantile}.")
     if n_calibration < 10:
-        raise ValueError(f"calibrating the threshold needs at least 10 {what}; got {n_calibration}.")
+        raise TooFewToCalibrate(f"calibrating the threshold needs at least 10 {what}; got {n_calibration}.")
 
 
 def _directions(train_features: np.ndarray, components: int, quantile: float) -> Familiarity:
     """The training features' probabilistic PCA, with no threshold yet (infinite)."""
     x = np.asarray(train_features, np.float64)
     mean = x.mean(axis=0)
-    _, singular, directions = np.linalg.svd(x - mean, full_matrices=False)
-    k = min(components, len(singular))
-    spread = singular ** 2 / max(len(x) - 1, 1)
-    variances = np.maximum(spread[:k], 1e-12)
-    residual = max(float(spread[k:].sum()) / max(x.shape[1] - k, 1), 1e-12)
-    return Familiarity(mean, directions[:k], variances, residual, np.inf, quantile)
+    centred = x - mean
+    covariance = centred.T @ centred / max(len(x) - 1, 1)
+    spread, directions = np.linalg.eigh(covariance)
+    k = min(components, *x.shape)
+    top = np.argsort(spread)[::-1][:k]
+    variances = np.maximum(spread[top], 1e-12)
+    residual = max((float(np.trace(covariance)) - float(spread[top].sum())) / max(x.shape[1] - k, 1), 1e-12)
+    return Familiarity(mean, directions[:, top].T, variances, residual, np.inf, quantile)
 
 
 def fit(train_features: np.ndarray, val_features: np.ndarray, components: int = 32,
@@ -110,7 +121,7 @@ def cross_fit(train_features: np.ndarray, originals, folds: int = 5, components:
     names = np.unique(originals)
     _check(quantile, len(names), "cells")
     if len(names) < folds:
-        raise ValueError(f"cross-fitting over {folds} folds needs at least {folds} cells; got {len(names)}.")
+        raise TooFewToCalibrate(f"cross-fitting over {folds} folds needs at least {folds} cells; got {len(names)}.")
     fold_of = dict(zip(np.random.default_rng(seed).permutation(names), np.arange(len(names)) % folds))
     fold = np.array([fold_of[c] for c in originals])
     x = np.asarray(train_features, np.float64)

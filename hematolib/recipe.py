@@ -12,7 +12,7 @@ import numpy as np
 from .config import Config, default_model_path
 from .data import Dataset, cap_per_class, fingerprint
 from .evaluate import Report
-from .familiar import ENTRY, of_model
+from .familiar import TooFewToCalibrate, as_extras, of_model
 from .inference import evaluate_records
 from .splits import split_by_original
 from .train import History, fine_tune, fit_head
@@ -113,8 +113,7 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     familiarity = familiarity_of(model, train, val)
     info = model_info(config, ds, train, reports)
     info.credits = credits
-    extras = {ENTRY: familiarity.to_bytes()} if familiarity is not None else None
-    path = model_file.save(model, out, info, extras=extras) if out is not None else None
+    path = model_file.save(model, out, info, extras=as_extras(familiarity)) if out is not None else None
     return RecipeResult(model, path, reports, trained.histories, trained.seconds)
 
 
@@ -201,7 +200,7 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION", fa
                     shutil.copyfile(src, tmp)
         aside = (f" The model it replaces was scored on other {metric.lower()} cells ({old['accuracy']:.1%}), "
                  f"so the two cannot be compared; it is now {previous.name}.")
-    model_file.save(model, path, info, extras={ENTRY: familiarity.to_bytes()} if familiarity is not None else None)
+    model_file.save(model, path, info, extras=as_extras(familiarity))
     return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}).{aside}"
 
 
@@ -245,7 +244,7 @@ def familiarity_of(model, train: Sequence, val: Sequence):
     few images or cells to calibrate it: the model then predicts without the unfamiliar-image flag."""
     try:
         return of_model(model, train, val)
-    except ValueError as err:
+    except TooFewToCalibrate as err:
         print(f"No unfamiliar-image flag for this model: {err}")
         return None
 

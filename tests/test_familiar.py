@@ -46,8 +46,32 @@ def test_familiarity_round_trips_through_bytes():
 def test_a_threshold_that_cannot_be_calibrated_is_refused():
     with pytest.raises(ValueError, match="between 0 and 1; got 1.0"):
         familiar.fit(cells(100, 1), cells(100, 2), quantile=1.0)
-    with pytest.raises(ValueError, match="at least 10 validation images; got 3"):
+    with pytest.raises(familiar.TooFewToCalibrate, match="at least 10 validation images; got 3"):
         familiar.fit(cells(100, 1), cells(3, 2))
+    with pytest.raises(ValueError) as wrong_quantile:
+        familiar.fit(cells(100, 1), cells(100, 2), quantile=0.0)
+    assert not isinstance(wrong_quantile.value, familiar.TooFewToCalibrate)  # a mistake, not too little data
+
+
+def test_the_directions_are_the_principal_components_of_the_training_features():
+    x = cells(500, 1)
+    known = familiar.fit(x, cells(100, 2), components=5)
+    _, singular, reference = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(np.sum(known.components * reference[:5], axis=1)), 1, atol=1e-8)
+    np.testing.assert_allclose(known.variances, singular[:5] ** 2 / 499, rtol=1e-8)
+    assert known.residual_variance == pytest.approx((singular[5:] ** 2).sum() / 499 / 35, rel=1e-8)
+
+
+def test_training_with_too_few_cells_saves_without_the_flag_and_says_so_but_hides_no_mistake(monkeypatch, capsys):
+    from hematolib import recipe
+
+    monkeypatch.setattr(recipe, "of_model", lambda *_: familiar.cross_fit(cells(6, 1), np.arange(6)))
+    assert recipe.familiarity_of(None, [], []) is None
+    assert "No unfamiliar-image flag for this model: calibrating the threshold needs at least 10 cells; got 6" \
+        in capsys.readouterr().out
+    monkeypatch.setattr(recipe, "of_model", lambda *_: familiar.cross_fit(cells(6, 1), np.arange(5)))
+    with pytest.raises(ValueError, match="5 names for 6 images"):
+        recipe.familiarity_of(None, [], [])
 
 
 def copies_of_cells(n_cells, copies, seed):
