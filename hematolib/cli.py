@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import PROJECT_DIR, Config, default_model_path
+from .config import PROJECT_DIR, Config, default_model_path, kaggle_model_path, two_labs_model_path
 
 
 def _dataset(args):
@@ -60,7 +60,8 @@ def cmd_train(args) -> int:
         second_lab = open_pbc().splits[SPLIT]
     set_seed(config.seed)
 
-    result = run(_dataset(args), config, out=Path(args.out), verbose=args.verbose, second_lab=second_lab)
+    out = Path(args.out) if args.out else two_labs_model_path() if second_lab else kaggle_model_path()
+    result = run(_dataset(args), config, out=out, verbose=args.verbose, second_lab=second_lab)
     for report in result.reports.values():
         print(report.summary())
     print(f"Model saved to {result.path}")
@@ -222,12 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--out", default=str(default_model_path()))
+    p.add_argument("--out", help=f"where to save the model (default {two_labs_model_path()} when it trains on "
+                                 f"both labs, else {kaggle_model_path()})")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="TEST and TEST_SIMPLE metrics of a saved model")
-    p.add_argument("--model", default=str(default_model_path()))
+    p.add_argument("--model", default=str(default_model_path()),
+                   help="the model file (default: the two-lab model when there is one, else the Kaggle lab's)")
     p.add_argument("--data", help=data_help)
     p.add_argument("--per-class", type=int, default=None)
     p.add_argument("--json", action="store_true")
@@ -235,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="class and probabilities of image files")
     p.add_argument("images", nargs="+")
-    p.add_argument("--model", default=str(default_model_path()))
+    p.add_argument("--model", default=str(default_model_path()),
+                   help="the model file (default: the two-lab model when there is one, else the Kaggle lab's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_predict)
 

@@ -78,6 +78,20 @@ def cache_dir() -> Path:
     return env_path("HEMATO_CACHE") or Path.home() / ".cache" / "hematovision"
 
 
-def default_model_path() -> Path:
-    """The model the course trains and the widget and CLI use by default."""
+def kaggle_model_path() -> Path:
+    """The model trained on the Kaggle lab alone: notebook 04's (which notebooks 05 and 06 study),
+    or `python -m hematolib train --labs kaggle`'s."""
     return models_dir() / "hematovision.keras"
+
+
+def two_labs_model_path() -> Path:
+    """The model trained on both labs: notebook 06's, or `python -m hematolib train`'s when the
+    second lab's images are there."""
+    return models_dir() / "hematovision_two_labs.keras"
+
+
+def default_model_path() -> Path:
+    """The model the widget, `make demo` and `python -m hematolib predict` use: the two-lab model
+    when there is one (it is validated on both labs' cells), else the Kaggle lab's."""
+    two_labs = two_labs_model_path()
+    return two_labs if two_labs.exists() else kaggle_model_path()

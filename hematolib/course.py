@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .config import PROJECT_DIR, env_path, models_dir
+from .config import PROJECT_DIR, env_path, models_dir, two_labs_model_path
 
 if TYPE_CHECKING:
     from .download import Source
@@ -153,6 +153,9 @@ def summary(timings: list[tuple[str, float]], models: Path | None = None) -> str
             lines.append(f"TEST_SIMPLE: {round(simple['accuracy'] * simple['n_images'])} of "
                          f"{simple['n_images']} original cells correct")
         lines.append(f"Model: {results['model']}")
+    two_labs = (models or models_dir()) / two_labs_model_path().name
+    if two_labs.exists():
+        lines.append(f"Trained on both labs (notebook 06), used by the widget and predict: {two_labs}")
         if results.get("synthetic_data"):
             lines.append("WARNING: trained and tested on SYNTHETIC data; get the real dataset with "
                          "`python -m hematolib download`.")

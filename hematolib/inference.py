@@ -102,7 +102,7 @@ class Predictor:
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, **kwargs) -> "Predictor":
-        """Load a saved model (default models/hematovision.keras) with its metadata checks."""
+        """Load a saved model (default `config.default_model_path()`) with its metadata checks."""
         from . import familiar
         from .model_file import load
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import Config, default_model_path
+from .config import Config, kaggle_model_path
 from .data import Dataset, cap_per_class, fingerprint
 from .evaluate import Report
 from .familiar import TooFewToCalibrate, as_extras, of_model
@@ -264,7 +264,7 @@ def load_or_train(path: str | Path | None = None, ds: Dataset | None = None, con
     from . import model_file
     from .data import open_dataset
 
-    path = Path(path) if path is not None else default_model_path()
+    path = Path(path) if path is not None else kaggle_model_path()
     if not path.exists():
         config = Config.from_dict(config.to_dict(), per_class=per_class or config.per_class)
         cap = f"at most {config.per_class} images per class" if config.per_class else "every training image"

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 from .config import default_model_path
 from .data import ImageRecord
 from .images import MAX_FILE_BYTES, ImageDecodeError, decode_image
+from .pbc import CREDIT
 from .uploads import MESSAGE_OVERHEAD, files_v7, guard_html, message_limit, other_ways, uploaded_files
 from .widget_html import STYLE, error_html, result_html
 
@@ -36,7 +37,8 @@ class ClassifyApp:
         self.samples = list(samples)
         self.max_bytes = max_bytes
         self.upload_limit = upload_limit if upload_limit is not None else message_limit() - MESSAGE_OVERHEAD
-        self.model_path = Path(model_path) if model_path else default_model_path()
+        self.model_file = Path(model_path) if model_path else None  # where the predictor's model was read from
+        self.model_path = self.model_file or default_model_path()  # where a missing one is trained to
         self.upload = w.FileUpload(accept="image/*", multiple=True, description="Upload images")
         self.upload.add_class("hv-upload")
         self.upload.add_class(f"hv-limit-{self.upload_limit}")
@@ -68,7 +70,8 @@ class ClassifyApp:
     @classmethod
     def from_model(cls, path: str | Path | None = None, samples: Sequence[ImageRecord] = (), **kwargs
                    ) -> "ClassifyApp":
-        """An app with the model at `path` (default models/hematovision.keras), or none if missing."""
+        """An app with the model at `path` (default `config.default_model_path()`: the two-lab model
+        when there is one, else the Kaggle lab's), or none if missing."""
         path = Path(path) if path else default_model_path()
         predictor, problem = None, None
         if path.exists():
@@ -106,8 +109,12 @@ class ClassifyApp:
             warn = " <b>Trained on SYNTHETIC data: a demo only.</b>" if info and info.synthetic_data else ""
             crop = " crops around the white cell," if info and info.crop else ""
             colab = " (Colab's limit)" if "google.colab" in sys.modules else ""
-            self.status.value = (f"Model ready ({'x'.join(map(str, self.predictor.input_size))} input;"
-                                 f"{crop} loaded once). Upload smear images or pick a sample.{warn} "
+            labs = (" Trained on two labs' cells (Kaggle and PBC, Barcelona)." if info and CREDIT in info.credits
+                    else " Trained on one lab's cells (Kaggle): another lab's may score far lower (notebook 06).")
+            name = f" {html.escape(self.model_file.name)}" if self.model_file else ""
+            self.status.value = (f"Model{name} ready "
+                                 f"({'x'.join(map(str, self.predictor.input_size))} input;"
+                                 f"{crop} loaded once).{labs} Upload smear images or pick a sample.{warn} "
                                  f"One upload carries up to {self.upload_limit / 1e6:.1f} MB here{colab}; "
                                  "for larger files type a path in the File path box.")
         else:

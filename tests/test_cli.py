@@ -61,9 +61,11 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
     from hematolib import cli, recipe
     from hematolib.pbc import SPLIT
 
-    seen = []
-    monkeypatch.setattr(recipe, "run", lambda ds, config, **kwargs: seen.append(kwargs["second_lab"]) or 1 / 0)
+    seen, outs = [], []
+    monkeypatch.setattr(recipe, "run", lambda ds, config, **kwargs: seen.append(kwargs["second_lab"])
+                        or outs.append(kwargs["out"]) or 1 / 0)
     monkeypatch.setattr(cli, "_dataset", lambda args: None)
+    monkeypatch.setenv("HEMATO_MODELS", str(tmp_path / "models"))
     pbc = tmp_path / "pbc"
     for name in CLASS_NAMES:
         (pbc / name).mkdir(parents=True)
@@ -74,6 +76,12 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
             cli.cmd_train(cli.build_parser().parse_args(argv))
     assert [r.class_name for r in seen[0]] == list(CLASS_NAMES) and {r.split for r in seen[0]} == {SPLIT}
     assert seen[1] == seen[0] and seen[2] is None  # by default both labs when the second is there
+    # each saved under its own name, so that the widget and predict can prefer the two-lab model
+    assert [o.name for o in outs] == ["hematovision_two_labs.keras"] * 2 + ["hematovision.keras"]
+    with pytest.raises(ZeroDivisionError):
+        cli.cmd_train(cli.build_parser().parse_args(["train", "--out", str(tmp_path / "mine.keras")]))
+    assert outs.pop() == tmp_path / "mine.keras"
+    seen.pop()
     monkeypatch.delenv("HEMATO_PBC")
     monkeypatch.setattr("hematolib.pbc.default_target", lambda: tmp_path / "nowhere")
     with pytest.raises(ZeroDivisionError):

@@ -4,6 +4,7 @@ none; offline, one clear paragraph and the synthetic set. No notebook runs: pape
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -175,3 +176,14 @@ def test_make_course_on_a_clean_clone_downloads_the_real_data_from_a_mirror_befo
     printed = "".join(o.get("text", "") for c in ran.cells if c.cell_type == "code" for o in c.outputs)
     assert f"images from: {kit / 'data' / 'blood-cells' / 'dataset2-master' / 'images'}" in printed
     assert "synthetic: False" in printed and "'TRAIN': 9957" in printed
+
+
+def test_the_closing_summary_names_the_two_lab_model_only_when_notebook_06_made_one(tmp_path):
+    results = {"TEST": {"accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n_originals": 70},
+               "model": str(tmp_path / "hematovision.keras"), "synthetic_data": False}
+    (tmp_path / course.RESULTS_FILE).write_text(json.dumps(results))
+    assert "both labs" not in course.summary([("05", 60.0)], tmp_path)
+    (tmp_path / "hematovision_two_labs.keras").write_bytes(b"")
+    summary = course.summary([("05", 60.0)], tmp_path)
+    assert f"Model: {tmp_path / 'hematovision.keras'}" in summary
+    assert f"Trained on both labs (notebook 06), used by the widget and predict: {tmp_path / 'hematovision_two_labs.keras'}" in summary

@@ -450,6 +450,28 @@ def test_without_a_model_the_app_says_how_to_get_one(tmp_path):
 
 
 @needs_model
+def test_the_app_prefers_the_two_lab_model_and_says_which_labs_its_model_has_seen(predictor, tmp_path,
+                                                                                  monkeypatch):
+    import copy
+    from types import SimpleNamespace
+
+    from hematolib.pbc import CREDIT
+
+    monkeypatch.setenv("HEMATO_MODELS", str(tmp_path))
+    assert ClassifyApp.from_model().model_path == tmp_path / "hematovision.keras"  # none yet: notebook 04's
+    (tmp_path / "hematovision_two_labs.keras").write_text("not a model")
+    app = ClassifyApp.from_model()
+    assert app.model_path == tmp_path / "hematovision_two_labs.keras" and app.predictor is None
+    assert "hematovision_two_labs.keras" in app.status.value  # the file it tried, and why it failed
+    for credits, says in (([CREDIT], "Trained on two labs' cells (Kaggle and PBC, Barcelona)."),
+                          ([], "Trained on one lab's cells (Kaggle)")):
+        seen = copy.copy(predictor)
+        seen.info = SimpleNamespace(synthetic_data=False, crop=True, credits=credits)
+        status = ClassifyApp(seen, model_path=tmp_path / "m.keras").status.value
+        assert "Model m.keras ready" in status and says in status
+
+
+@needs_model
 def test_a_broken_model_file_is_reported_not_fatal(tmp_path):
     (tmp_path / "m.keras").write_text("not a model")
     app = ClassifyApp.from_model(tmp_path / "m.keras")
@@ -480,6 +502,7 @@ def test_the_train_button_makes_a_model_and_the_app_becomes_usable(tmp_path, syn
     assert app.predictor is None and app.upload.disabled
     app.train_button.click()
     assert app.predictor is not None and not app.upload.disabled
-    assert (tmp_path / "quick.keras").exists() and "Model ready" in app.status.value
+    assert (tmp_path / "quick.keras").exists() and "Model quick.keras ready" in app.status.value
+    assert "Trained on one lab's cells (Kaggle): another lab's may score far lower" in app.status.value
     assert "SYNTHETIC" in app.status.value  # trained on the synthetic set: the app says so
     assert upload(app, ("a.jpeg", smear(synthetic_root))).count("hv-result") == 1

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=hl.config.default_model_path())
+    parser.add_argument("--model", type=Path, default=hl.config.kaggle_model_path())
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "cells.png")
     parser.add_argument("--seed", type=int, default=0, help="which cell of each class")
     args = parser.parse_args(argv)
