@@ -1,11 +1,12 @@
-"""`make benchmark-labs`: a model trained on the Kaggle lab alone against one trained on both labs
-(Kaggle and PBC), each scored on validation and held-out cells of both labs, with the share of
-images each flags as unlike its training cells.
+"""`make benchmark-labs`: a model trained on the Kaggle lab alone, that model fine-tuned further on
+both labs (Kaggle and PBC; notebook 06's two-lab model), and one trained on both labs from the
+start, each scored on validation and held-out cells of both labs, with the share of images each
+flags as unlike its training cells.
 
-Both run the kit's default recipe with a fifth of each lab's cells held out for validation
-(PBC: 60% train, 20% validation, 20% test, by cell). Which becomes the default is decided on the
-validation cells only, by the rule written in docs/second-lab.md before the run; TEST and the PBC
-test cells are scored once, after training, for the table.
+Each runs the kit's default recipe with a fifth of each lab's cells held out for validation
+(PBC: 60% train, 20% validation, 20% test, by cell). Choices are made on the validation cells
+only, by the rule written in docs/second-lab.md before the run; TEST and the PBC test cells are
+scored once, after training, for the table.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import hematolib as hl
 from hematolib.config import PROJECT_DIR, Config
 
 RESULTS = PROJECT_DIR / "benchmarks" / "second-lab.json"
+BUILD = PROJECT_DIR / "build" / "benchmark"  # the models it trains
+FURTHER = "Kaggle, then both labs"  # the Kaggle-only model fine-tuned further on both labs: notebook 06's
 DOCS = (PROJECT_DIR / "docs" / "second-lab.md", PROJECT_DIR / "docs" / "model-card.md")
 MARKERS = ("<!-- second-lab -->", "<!-- /second-lab -->")
 README = PROJECT_DIR / "README.md"
@@ -53,17 +56,29 @@ def scored(model, name: str, records) -> dict:
             "recall": {c: m["recall"] for c, m in report.per_class.items()}}
 
 
+def trained_by_recipe(path: Path, train, config: Config):
+    """The model at `path` and its training time, if the same recipe trained it on these cells."""
+    model, info = hl.model_file.load(path)
+    if info.data_fingerprint != hl.data.fingerprint(train) or hl.Config.from_dict(info.config) != config:
+        raise SystemExit(f"{path} was not trained by this recipe on these cells.")
+    return model, info.metrics.get("train_seconds")
+
+
 def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreign: dict,
-               trained_model: Path | None = None) -> dict:
+               trained_model: Path | None = None, further_from: Path | None = None) -> dict:
     """Train the recipe on `train` (validated on `val`), or take `trained_model` (a model the same
-    recipe trained on the same cells, as the course's notebooks 03-04 do), then score every set
-    and the flags."""
+    recipe trained on the same cells, as the course's notebooks 03-04 do), or fine-tune the model
+    at `further_from` for `recipe.FURTHER_EPOCHS` more epochs on `train` (notebook 06); then score
+    every set and the flags."""
     seconds = None
-    if trained_model is not None:
-        model, info = hl.model_file.load(trained_model)
-        if info.data_fingerprint != hl.data.fingerprint(train) or hl.Config.from_dict(info.config) != config:
-            raise SystemExit(f"{trained_model} was not trained by this recipe on these cells.")
-        seconds = info.metrics.get("train_seconds")
+    if further_from is not None:
+        hl.train.set_seed(config.seed)  # then load, as notebook 06 does: the same model for the same seed
+        model, _ = hl.model_file.load(further_from)
+        start = time.perf_counter()
+        hl.recipe.fine_tune_further(model, train, config, epochs=hl.recipe.FURTHER_EPOCHS)
+        seconds = time.perf_counter() - start
+    elif trained_model is not None:
+        model, seconds = trained_by_recipe(trained_model, train, config)
     else:
         hl.train.set_seed(config.seed)
         start = time.perf_counter()
@@ -71,7 +86,9 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
         seconds = time.perf_counter() - start
     familiarity = hl.familiar.of_model(model, train, val)
     out = {"trained on": name, "train_images": len(train), "train_seconds": seconds,
-           "trained_by": str(trained_model) if trained_model else "benchmarks/second_lab.py",
+           "trained_by": str(trained_model) if trained_model else "benchmarks/second_lab.py"
+                         + (f", from {further_from}" if further_from else ""),
+           "further_epochs": hl.recipe.FURTHER_EPOCHS if further_from else 0,
            "scores": {set_name: scored(model, set_name, records) for set_name, records in held_out.items()}}
     held_out_features = {set_name: hl.cache.features(model, records) for set_name, records in held_out.items()}
     flagged = {set_name: float(familiarity.unfamiliar(x).mean()) for set_name, x in held_out_features.items()}
@@ -82,10 +99,10 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
     refit_like = hl.familiar.of_model(model, train, [])
     out["flagged_unfamiliar_cross_fitted"] = {
         set_name: float(refit_like.unfamiliar(x).mean()) for set_name, x in held_out_features.items()}
-    if trained_model is None:
+    if trained_model is None and further_from is None:
         info = hl.recipe.model_info(config, ds, train, {})
         info.metrics["train_seconds"] = seconds
-        hl.model_file.save(model, PROJECT_DIR / "build" / "benchmark" / f"{name.replace(' ', '-')}.keras",
+        hl.model_file.save(model, BUILD / f"{name.replace(' ', '-')}.keras",
                            info, extras=hl.familiar.as_extras(familiarity))
     return out
 
@@ -105,9 +122,16 @@ def markdown(results: dict) -> str:
     for s in choices[0].get("flagged_unfamiliar_cross_fitted", {}):
         lines.append(f"| flagged unfamiliar, calibrated as a refit is: {s} | " + " | ".join(
             f"{c['flagged_unfamiliar_cross_fitted'][s]:.1%}" for c in choices) + " |")
-    lines.append("| training time (2-core CPU) | " + " | ".join(
-        f"{c['train_seconds'] / 60:.0f} min" if c.get("train_seconds") else "(notebooks 03-04)" for c in choices) + " |")
+    lines.append("| training time (2-core CPU) | " + " | ".join(training_time(c) for c in choices) + " |")
     return "\n".join(lines) + f"\n\nRun {results['date']} on {results['machine']}, `{results['command']}`."
+
+
+def training_time(choice: dict) -> str:
+    """A choice's training time for the table: a further fine-tuning's is on top of the model it began from."""
+    if not choice.get("train_seconds"):
+        return "(notebooks 03-04)"
+    minutes = f"{choice['train_seconds'] / 60:.0f} min"
+    return f"+{minutes} ({choice['further_epochs']} epochs)" if choice.get("further_epochs") else minutes
 
 
 def readme_table(results: dict) -> str:
@@ -145,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{RESULTS.relative_to(PROJECT_DIR)} into the docs and the README")
     parser.add_argument("--kaggle-model", type=Path, help="score this model as the Kaggle-only choice instead of "
                         "training it: models/hematovision.keras after `make course` (the same recipe and cells)")
+    parser.add_argument("--both-model", type=Path, help="score this model as the both-labs choice instead of "
+                        "training it: build/benchmark/both-labs.keras from an earlier run")
     args = parser.parse_args(argv)
     if args.republish:
         publish(json.loads(RESULTS.read_text()))
@@ -162,10 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {"date": time.strftime("%Y-%m-%d"), "command": "make benchmark-labs" + (" ARGS=--quick" if args.quick else ""),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, Python {platform.python_version()}",
                "config": config.to_dict(), "choices": []}
-    for name, tr, va in (("Kaggle only", train, val), ("both labs", train + pbc_train, val + pbc_val)):
+    kaggle_model = args.kaggle_model or BUILD / "Kaggle-only.keras"
+    for name, tr, va in (("Kaggle only", train, val), (FURTHER, train + pbc_train, val + pbc_val),
+                         ("both labs", train + pbc_train, val + pbc_val)):
         print(f"== trained on {name}", flush=True)
-        given = args.kaggle_model if name == "Kaggle only" else None
-        results["choices"].append(run_choice(name, ds, tr, va, config, held_out, foreign, given))
+        given = {"Kaggle only": args.kaggle_model, "both labs": args.both_model}.get(name)
+        further = kaggle_model if name == FURTHER else None
+        results["choices"].append(run_choice(name, ds, tr, va, config, held_out, foreign, given, further))
     table = markdown(results)
     print(table)
     if not args.quick:

@@ -38,6 +38,7 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     credits: list[str] = field(default_factory=list)  # of the datasets it was trained on, with their licences
+    further_training: str = ""  # what trained it after `config`'s recipe, if anything
     created: str = ""
     format_version: int = FORMAT_VERSION
 

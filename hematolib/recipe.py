@@ -18,6 +18,7 @@ from .splits import split_by_original
 from .train import History, fine_tune, fit_head
 
 QUICK = Config(per_class=60, head_epochs=10, fine_tune_epochs=0)  # about a minute on a laptop CPU
+FURTHER_EPOCHS = 3  # notebook 06's fine-tuning of the course's model on both labs (fine_tune_further)
 
 
 @dataclass
@@ -247,6 +248,16 @@ def familiarity_of(model, train: Sequence, val: Sequence):
     except TooFewToCalibrate as err:
         print(f"No unfamiliar-image flag for this model: {err}")
         return None
+
+
+def fine_tune_further(model, train: Sequence, config: Config, epochs: int, verbose: int = 1) -> History:
+    """`config`'s fine-tuning (augmentation, warm-up, cosine decay), `epochs` more passes over `train`,
+    from `model`'s trained weights and with no validation: how notebook 06 and the benchmark take
+    the course's model to both labs' cells. Seed first (`train.set_seed`) for a repeatable run."""
+    from .augment import make_augmenter
+
+    further = Config.from_dict(config.to_dict(), fine_tune_epochs=epochs)
+    return fine_tune(model, train, [], further, augment=make_augmenter(seed=config.seed), verbose=verbose)
 
 
 def refit_config(config: Config) -> Config:

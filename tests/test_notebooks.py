@@ -76,6 +76,16 @@ def test_code_cells_are_short_and_define_nothing(path):
             assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions belong in hematolib"
 
 
+def test_notebook_06_fine_tunes_on_both_labs_as_long_as_the_benchmark_that_measured_it():
+    from hematolib import recipe
+
+    nb = load(ROOT / "notebooks" / "06_domain_shift.ipynb")
+    parameters = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    exec(parameters, values)  # the cell is assignments of literals
+    assert values["FINE_TUNE_EPOCHS"] == recipe.FURTHER_EPOCHS
+
+
 # --- execution ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -137,12 +147,17 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     assert set(results["robustness"]) >= {"none", "hue +0.05", "zoom in x1.5"}
     shift = text_outputs(out / "06_domain_shift.ipynb")
     assert re.search(r"PBC: \d+ training, \d+ validation and \d+ test images, one per cell", shift)
-    assert "trained on both labs" in shift and re.search(r"flagged: +\d+\.\d% +PBC validation cells", shift)
+    assert "fine-tuned on both labs" in shift and re.search(r"flagged: +\d+\.\d% +PBC validation cells", shift)
+    assert re.search(r"fine-tuning: epoch 1/1 .* s/epoch, 0 s left", shift)  # notebook 04's model, further
     two_labs = read_info(models / "hematovision_two_labs.keras")
     assert any("CC BY 4.0" in credit for credit in two_labs.credits) and two_labs.image_size == 96
-    assert "cards: 2 | errors: 1" in text_outputs(out / "07_classify_widget.ipynb")
+    assert two_labs.further_training.endswith("both labs' training cells (epochs: 1)")
+    assert {"VALIDATION", "SECOND_LAB_VALIDATION"} <= set(two_labs.metrics)
+    widget = text_outputs(out / "07_classify_widget.ipynb")
+    assert "cards: 2 | errors: 1" in widget and f"model: {models / 'hematovision_two_labs.keras'}" in widget
     summary = course.summary([("x", 1.0)], models)
     assert "TEST accuracy" in summary and str(models / "hematovision.keras") in summary
+    assert f"used by the widget and predict: {models / 'hematovision_two_labs.keras'}" in summary
 
 
 @pytest.mark.slow
