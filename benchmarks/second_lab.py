@@ -65,17 +65,18 @@ def trained_by_recipe(path: Path, train, config: Config):
 
 
 def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreign: dict,
-               trained_model: Path | None = None, further_from: Path | None = None) -> dict:
+               trained_model: Path | None = None, further_from: Path | None = None,
+               further_epochs: int = hl.recipe.FURTHER_EPOCHS) -> dict:
     """Train the recipe on `train` (validated on `val`), or take `trained_model` (a model the same
     recipe trained on the same cells, as the course's notebooks 03-04 do), or fine-tune the model
-    at `further_from` for `recipe.FURTHER_EPOCHS` more epochs on `train` (notebook 06); then score
+    at `further_from` for `further_epochs` more epochs on `train` (notebook 06); then score
     every set and the flags."""
     seconds = None
     if further_from is not None:
         hl.train.set_seed(config.seed)  # then load, as notebook 06 does: the same model for the same seed
         model, _ = hl.model_file.load(further_from)
         start = time.perf_counter()
-        hl.recipe.fine_tune_further(model, train, config, epochs=hl.recipe.FURTHER_EPOCHS)
+        hl.recipe.fine_tune_further(model, train, config, epochs=further_epochs)
         seconds = time.perf_counter() - start
     elif trained_model is not None:
         model, seconds = trained_by_recipe(trained_model, train, config)
@@ -88,7 +89,7 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
     out = {"trained on": name, "train_images": len(train), "train_seconds": seconds,
            "trained_by": str(trained_model) if trained_model else "benchmarks/second_lab.py"
                          + (f", from {further_from}" if further_from else ""),
-           "further_epochs": hl.recipe.FURTHER_EPOCHS if further_from else 0,
+           "further_epochs": further_epochs if further_from else 0,
            "scores": {set_name: scored(model, set_name, records) for set_name, records in held_out.items()}}
     held_out_features = {set_name: hl.cache.features(model, records) for set_name, records in held_out.items()}
     flagged = {set_name: float(familiarity.unfamiliar(x).mean()) for set_name, x in held_out_features.items()}
@@ -164,7 +165,8 @@ def publish(results: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small run (60 images per class, 1 epoch)")
+    parser.add_argument("--quick", action="store_true", help="a small run (60 images per class, 1 epoch of each "
+                        "fine-tuning)")
     parser.add_argument("--republish", action="store_true", help="train nothing: write the tables from "
                         f"{RESULTS.relative_to(PROJECT_DIR)} into the docs and the README")
     parser.add_argument("--kaggle-model", type=Path, help="score this model as the Kaggle-only choice instead of "
@@ -194,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== trained on {name}", flush=True)
         given = {"Kaggle only": args.kaggle_model, "both labs": args.both_model}.get(name)
         further = kaggle_model if name == FURTHER else None
-        results["choices"].append(run_choice(name, ds, tr, va, config, held_out, foreign, given, further))
+        results["choices"].append(run_choice(name, ds, tr, va, config, held_out, foreign, given, further,
+                                             further_epochs=1 if args.quick else hl.recipe.FURTHER_EPOCHS))
     table = markdown(results)
     print(table)
     if not args.quick:

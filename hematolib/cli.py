@@ -72,7 +72,8 @@ def cmd_evaluate(args) -> int:
     """Evaluate a saved model on TEST and TEST_SIMPLE."""
     from . import data, inference, model_file
 
-    model, info = model_file.load(args.model)
+    path = args.model or default_model_path()
+    model, info = model_file.load(path)
     ds = _dataset(args)
     reports = {"TEST": inference.evaluate_records(
         model, data.cap_per_class(ds.test, args.per_class, 0), "TEST")[0]}
@@ -81,6 +82,7 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:
+        print(f"Model: {path}")
         for r in reports.values():
             print(r.summary())
             for class_name, m in r.per_class.items():
@@ -229,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="TEST and TEST_SIMPLE metrics of a saved model")
-    p.add_argument("--model", default=str(default_model_path()),
-                   help="the model file (default: the two-lab model when there is one, else the Kaggle lab's)")
+    p.add_argument("--model", help="the model file (default: the two-lab model when there is one, else the "
+                                   "Kaggle lab's)")
     p.add_argument("--data", help=data_help)
     p.add_argument("--per-class", type=int, default=None)
     p.add_argument("--json", action="store_true")
@@ -238,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="class and probabilities of image files")
     p.add_argument("images", nargs="+")
-    p.add_argument("--model", default=str(default_model_path()),
-                   help="the model file (default: the two-lab model when there is one, else the Kaggle lab's)")
+    p.add_argument("--model", help="the model file (default: the two-lab model when there is one, else the "
+                                   "Kaggle lab's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_predict)
 

@@ -91,7 +91,7 @@ def two_labs_model_path() -> Path:
 
 
 def default_model_path() -> Path:
-    """The model the widget, `make demo` and `python -m hematolib predict` use: the two-lab model
-    when there is one (it is validated on both labs' cells), else the Kaggle lab's."""
+    """The model the widget, `make demo` and `python -m hematolib predict` and `evaluate` use: the
+    two-lab model when there is one (it has seen both labs' cells), else the Kaggle lab's."""
     two_labs = two_labs_model_path()
     return two_labs if two_labs.exists() else kaggle_model_path()

@@ -109,7 +109,8 @@ class ClassifyApp:
             warn = " <b>Trained on SYNTHETIC data: a demo only.</b>" if info and info.synthetic_data else ""
             crop = " crops around the white cell," if info and info.crop else ""
             colab = " (Colab's limit)" if "google.colab" in sys.modules else ""
-            labs = (" Trained on two labs' cells (Kaggle and PBC, Barcelona)." if info and CREDIT in info.credits
+            labs = ("" if info is None or info.synthetic_data
+                    else " Trained on two labs' cells (Kaggle and PBC, Barcelona)." if CREDIT in info.credits
                     else " Trained on one lab's cells (Kaggle): another lab's may score far lower (notebook 06).")
             name = f" {html.escape(self.model_file.name)}" if self.model_file else ""
             self.status.value = (f"Model{name} ready "
@@ -119,7 +120,8 @@ class ClassifyApp:
                                  "for larger files type a path in the File path box.")
         else:
             self.status.value = (f"<div class='hv-card hv-error'>No model at {html.escape(str(self.model_path))}. "
-                                 "Run notebooks 03 and 04 to train one, or train a quick one here.</div>")
+                                 "Run notebooks 03 and 04 (and 06 for the two-lab model) to train one, or train a quick one "
+                                 "here.</div>")
 
     def train_quick_model(self) -> None:
         """Train the quick recipe, save it to the model path and start using it."""

@@ -99,6 +99,17 @@ def test_predict_with_missing_model_explains(tmp_path, synthetic_root):
 
 @pytest.mark.real_data
 @pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_and_evaluate_use_the_two_lab_model_when_there_is_one(command, tmp_path, monkeypatch, capsys):
+    from hematolib import cli
+
+    monkeypatch.setenv("HEMATO_MODELS", str(tmp_path))
+    argv = [command, str(tmp_path / "cell.png")] if command == "predict" else [command]
+    assert cli.main(argv) == 2 and f"{tmp_path / 'hematovision.keras'}: no model file there" in capsys.readouterr().err
+    (tmp_path / "hematovision_two_labs.keras").write_text("not a model")
+    assert cli.main(argv) == 2 and str(tmp_path / "hematovision_two_labs.keras") in capsys.readouterr().err
+
+
 def test_train_on_real_data_then_predict_and_evaluate(real_root, weights_dir, tmp_path):
     model = tmp_path / "quick.keras"
     env = {"HEMATO_DATA": str(real_root), "HEMATO_WEIGHTS_DIR": str(weights_dir)}

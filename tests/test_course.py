@@ -178,12 +178,17 @@ def test_make_course_on_a_clean_clone_downloads_the_real_data_from_a_mirror_befo
     assert "synthetic: False" in printed and "'TRAIN': 9957" in printed
 
 
-def test_the_closing_summary_names_the_two_lab_model_only_when_notebook_06_made_one(tmp_path):
-    results = {"TEST": {"accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n_originals": 70},
-               "model": str(tmp_path / "hematovision.keras"), "synthetic_data": False}
-    (tmp_path / course.RESULTS_FILE).write_text(json.dumps(results))
-    assert "both labs" not in course.summary([("05", 60.0)], tmp_path)
+@pytest.mark.parametrize("synthetic", [False, True])
+def test_the_closing_summary_names_the_two_lab_model_only_when_there_is_one(tmp_path, synthetic):
+    two_labs = f"Two-lab model, which the widget and predict use: {tmp_path / 'hematovision_two_labs.keras'}"
     (tmp_path / "hematovision_two_labs.keras").write_bytes(b"")
-    summary = course.summary([("05", 60.0)], tmp_path)
-    assert f"Model: {tmp_path / 'hematovision.keras'}" in summary
-    assert f"Trained on both labs (notebook 06), used by the widget and predict: {tmp_path / 'hematovision_two_labs.keras'}" in summary
+    assert course.summary([("06", 60.0)], tmp_path).endswith(two_labs)  # no results of notebook 05: no TEST line
+    (tmp_path / "hematovision_two_labs.keras").unlink()
+    results = {"TEST": {"accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n_originals": 70},
+               "model": str(tmp_path / "hematovision.keras"), "synthetic_data": synthetic}
+    (tmp_path / course.RESULTS_FILE).write_text(json.dumps(results))
+    summary = course.summary([("05", 60.0)], tmp_path)  # 06 skipped: no two-lab model
+    assert f"Model: {tmp_path / 'hematovision.keras'}" in summary and "Two-lab" not in summary
+    assert ("WARNING: trained and tested on SYNTHETIC data" in summary) == synthetic
+    (tmp_path / "hematovision_two_labs.keras").write_bytes(b"")
+    assert two_labs in course.summary([("05", 60.0)], tmp_path)

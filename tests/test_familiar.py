@@ -62,7 +62,7 @@ def test_the_directions_are_the_principal_components_of_the_training_features():
     assert known.residual_variance == pytest.approx((singular[5:] ** 2).sum() / 499 / 35, rel=1e-8)
 
 
-def test_training_with_too_few_cells_saves_without_the_flag_and_says_so_but_hides_no_mistake(monkeypatch, capsys):
+def test_too_few_cells_give_a_model_no_flag_and_say_so_but_a_mistake_is_not_hidden(monkeypatch, capsys):
     from hematolib import recipe
 
     monkeypatch.setattr(recipe, "of_model", lambda *_: familiar.cross_fit(cells(6, 1), np.arange(6)))

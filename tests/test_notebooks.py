@@ -22,8 +22,8 @@ from hematolib.model_file import read_info
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = course.notebooks(ROOT / "notebooks")
-SMALL = {"PER_CLASS": 24, "EPOCHS": 3, "FINE_TUNE_EPOCHS": 1, "IMAGE_SIZE": 96, "ALPHA": 0.35,
-         "STATS_PER_CLASS": 10, "PIPELINE_IMAGES": 32, "ROBUSTNESS_PER_CLASS": 10, "SAMPLES": 4,
+SMALL = {"PER_CLASS": 24, "EPOCHS": 3, "FINE_TUNE_EPOCHS": 1, "FURTHER_EPOCHS": 1, "IMAGE_SIZE": 96,
+         "ALPHA": 0.35, "STATS_PER_CLASS": 10, "PIPELINE_IMAGES": 32, "ROBUSTNESS_PER_CLASS": 10, "SAMPLES": 4,
          "GRAD_CAM_IMAGES": 2, "MISTAKES": 4}
 
 
@@ -83,7 +83,8 @@ def test_notebook_06_fine_tunes_on_both_labs_as_long_as_the_benchmark_that_measu
     parameters = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values = {}
     exec(parameters, values)  # the cell is assignments of literals
-    assert values["FINE_TUNE_EPOCHS"] == recipe.FURTHER_EPOCHS
+    assert values["FURTHER_EPOCHS"] == recipe.FURTHER_EPOCHS
+    assert any("fine_tune_further(tuned, both, config, epochs=FURTHER_EPOCHS)" in c.source for c in nb.cells)
 
 
 # --- execution ----------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     assert "cards: 2 | errors: 1" in widget and f"model: {models / 'hematovision_two_labs.keras'}" in widget
     summary = course.summary([("x", 1.0)], models)
     assert "TEST accuracy" in summary and str(models / "hematovision.keras") in summary
-    assert f"used by the widget and predict: {models / 'hematovision_two_labs.keras'}" in summary
+    assert f"which the widget and predict use: {models / 'hematovision_two_labs.keras'}" in summary
 
 
 @pytest.mark.slow
