@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .config import default_model_path
+from .config import default_model_path, kaggle_model_path, two_labs_model_path
 from .data import ImageRecord
 from .images import MAX_FILE_BYTES, ImageDecodeError, decode_image
 from .pbc import CREDIT
@@ -123,16 +123,25 @@ class ClassifyApp:
                                  "Run notebooks 03 and 04 (and 06 for the two-lab model) to train one, or train a quick one "
                                  "here.</div>")
 
+    def quick_model_path(self) -> Path:
+        """Where the train button saves: the model path, unless that is the two-lab model's name.
+        A quick model sees the Kaggle lab alone, so it goes where the Kaggle lab's model goes
+        (and is loaded from there if one is already saved)."""
+        named_two_labs = self.model_path.resolve() == two_labs_model_path().resolve()
+        return kaggle_model_path() if named_two_labs else self.model_path
+
     def train_quick_model(self) -> None:
-        """Train the quick recipe, save it to the model path and start using it."""
+        """Train the quick recipe, save it to `quick_model_path()` and start using it."""
         from .inference import Predictor
         from .recipe import load_or_train
 
         self.status.value = "Training a quick model... (about a minute on a laptop CPU)"
         self.train_button.disabled = True
         try:
-            model, info = load_or_train(self.model_path)
+            target = self.quick_model_path()
+            model, info = load_or_train(target)
             self.predictor = Predictor(model, info.class_names, info=info)
+            self.model_file = target
         except Exception as exc:  # noqa: BLE001 - shown to the user, the widget stays usable
             self.status.value = error_html("quick model", f"training failed: {exc}")
             self.train_button.disabled = False

@@ -507,3 +507,23 @@ def test_the_train_button_makes_a_model_and_the_app_becomes_usable(tmp_path, syn
     assert (tmp_path / "quick.keras").exists() and "Model quick.keras ready" in app.status.value
     assert "SYNTHETIC" in app.status.value  # trained on the synthetic set: the app says so
     assert upload(app, ("a.jpeg", smear(synthetic_root))).count("hv-result") == 1
+
+
+def test_the_train_button_never_saves_a_one_lab_model_under_the_two_lab_name(tmp_path, monkeypatch):
+    import hematolib.recipe
+
+    monkeypatch.setenv("HEMATO_MODELS", str(tmp_path))
+    asked = []
+
+    def load_or_train(path):
+        asked.append(path)
+        raise RuntimeError("not trained in this test")
+
+    monkeypatch.setattr(hematolib.recipe, "load_or_train", load_or_train)
+    for given, expected in ((tmp_path / "hematovision_two_labs.keras", tmp_path / "hematovision.keras"),
+                            (tmp_path / "mine.keras", tmp_path / "mine.keras")):
+        app = ClassifyApp.from_model(given)
+        assert app.predictor is None and f"No model at {given}" in app.status.value
+        app.train_button.click()
+        assert asked[-1] == expected
+        assert "training failed: not trained in this test" in app.status.value and not app.train_button.disabled
