@@ -167,14 +167,17 @@ def keep_better(tuned, tuned_report: Report, head_path: str | Path, head_report:
                                f"{head_report.accuracy:.1%}): keeping the head-only model.")
 
 
-def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION", familiarity=None) -> tuple[bool, str]:
+def save_if_better(model, path: str | Path, info, metric: str | Sequence[str] = "VALIDATION",
+                   familiarity=None) -> tuple[bool, str]:
     """Save unless the model already at `path` scored better on `metric` over the same cells; says
     what it did.
 
-    Rerunning a notebook with a worse result then never silently replaces a better model. A model
-    scored on other cells (another seed or split, or an older kit's leaky one) cannot be compared:
-    it is replaced, and kept beside it as `<name>.previous.keras`. `familiarity`
-    (`hl.familiar.of_model`) is stored with the model, so predictions can flag unfamiliar images.
+    Rerunning a notebook with a worse result then never silently replaces a better model. With
+    several metrics (a two-lab model's `("VALIDATION", "SECOND_LAB_VALIDATION")`) the mean of their
+    accuracies is compared, each lab counting the same. A model scored on other cells (another
+    seed or split, or an older kit's leaky one) or scored on none of them (a refit) cannot be
+    compared: it is replaced, and kept beside it as `<name>.previous.keras`. `familiarity` (`hl.familiar.of_model`) is stored with the model,
+    so predictions can flag unfamiliar images.
     """
     import shutil
 
@@ -182,27 +185,36 @@ def save_if_better(model, path: str | Path, info, metric: str = "VALIDATION", fa
     from .files import atomic_path
 
     path = Path(path)
-    new = info.metrics[metric]
+    names = [metric] if isinstance(metric, str) else list(metric)
+    what = names[0].lower() if len(names) == 1 else "mean validation"
+    new = [info.metrics[name] for name in names]
+    readable = path.exists()
     try:
-        old = model_file.read_info(path).metrics.get(metric, {}) if path.exists() else {}
+        stored = model_file.read_info(path).metrics if readable else {}
     except model_file.ModelFileError:
-        old = {}  # unreadable: replace it
+        stored, readable = {}, False  # unreadable: replace it
+    old = [stored.get(name, {}) for name in names]
+    new_accuracy = float(np.mean([m["accuracy"] for m in new]))
     aside = ""
-    if old.get("accuracy") is not None and old.get("cells") == new.get("cells"):
-        if old["accuracy"] > new["accuracy"]:
-            return False, (f"Kept the existing {path.name}: its {metric.lower()} accuracy {old['accuracy']:.1%} "
-                           f"beats this run's {new['accuracy']:.1%} on the same cells. Delete it or save "
+    comparable = all(o.get("accuracy") is not None and o.get("cells") == n.get("cells") for o, n in zip(old, new))
+    if comparable:
+        old_accuracy = float(np.mean([o["accuracy"] for o in old]))
+        if old_accuracy > new_accuracy:
+            return False, (f"Kept the existing {path.name}: its {what} accuracy {old_accuracy:.1%} "
+                           f"beats this run's {new_accuracy:.1%} on the same cells. Delete it or save "
                            "elsewhere to replace it.")
-    elif old.get("accuracy") is not None:
+    elif readable:
         previous = path.with_name(f"{path.stem}.previous.keras")
         for src, dst in ((path, previous), (model_file.metadata_path(path), model_file.metadata_path(previous))):
             if src.exists():  # copied, so the model stays at `path` until the new one replaces it
                 with atomic_path(dst) as tmp:
                     shutil.copyfile(src, tmp)
-        aside = (f" The model it replaces was scored on other {metric.lower()} cells ({old['accuracy']:.1%}), "
-                 f"so the two cannot be compared; it is now {previous.name}.")
+        scored = [o["accuracy"] for o in old if o.get("accuracy") is not None]
+        why = (f"was scored on other {what.removeprefix('mean ')} cells ({np.mean(scored):.1%}), so the two "
+               "cannot be compared" if len(scored) == len(old) else f"has no {what} accuracy to compare")
+        aside = f" The model it replaces {why}; it is now {previous.name}."
     model_file.save(model, path, info, extras=as_extras(familiarity))
-    return True, f"Saved {path} ({metric.lower()} accuracy {new['accuracy']:.1%}).{aside}"
+    return True, f"Saved {path} ({what} accuracy {new_accuracy:.1%}).{aside}"
 
 
 def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report], fine_tuned: bool = True):

@@ -487,6 +487,33 @@ def test_a_model_scored_on_other_cells_is_replaced_and_kept_aside(tmp_path):
     assert sidecars["best.json"]["metrics"]["VALIDATION"]["accuracy"] == 0.86
 
 
+def test_a_two_lab_model_is_kept_or_replaced_by_both_labs_validation(tmp_path):
+    """Notebook 06: a model better on the Kaggle cells but worse on the two labs together is replaced;
+    one better on the two together is kept; a refit scored on neither is kept aside, not lost."""
+    from hematolib import recipe
+
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+    both = ("VALIDATION", "SECOND_LAB_VALIDATION")
+
+    def info(kaggle=None, pbc=None):
+        metrics = {name: {"accuracy": acc, "cells": name} for name, acc in zip(both, (kaggle, pbc)) if acc is not None}
+        return model_file.ModelInfo(class_names=list(evaluate.CLASS_NAMES), image_size=64, alpha=0.35,
+                                    metrics=metrics)
+
+    path = tmp_path / "two.keras"
+    assert recipe.save_if_better(model, path, info(0.92, 0.80), metric=both)[0]
+    saved, message = recipe.save_if_better(model, path, info(0.90, 0.94), metric=both)  # mean 92% beats 86%
+    assert saved and "mean validation accuracy 92.0%" in message
+    saved, message = recipe.save_if_better(model, path, info(0.93, 0.85), metric=both)  # 89% against 92%
+    assert not saved and "its mean validation accuracy 92.0% beats this run's 89.0%" in message
+    assert model_file.read_info(path).metrics["SECOND_LAB_VALIDATION"]["accuracy"] == 0.94
+
+    model_file.save(model, path, info())  # a refit: no validation cells of its own
+    saved, message = recipe.save_if_better(model, path, info(0.5, 0.5), metric=both)
+    assert saved and "has no mean validation accuracy to compare; it is now two.previous.keras" in message
+    assert model_file.read_info(tmp_path / "two.previous.keras").metrics == {}
+
+
 def test_reports_name_the_cells_they_scored():
     probs, labels = np.eye(4)[[0, 1, 2, 3]], np.array([0, 1, 2, 3])
     a = evaluate.evaluate(probs, labels, np.array(list("abcd")), n_boot=10)
