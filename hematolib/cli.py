@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--out", help=f"where to save the model (default {two_labs_model_path()} when it trains on "
-                                 f"both labs, else {kaggle_model_path()})")
+    out_help = (f"where to save the model (default {two_labs_model_path()} when it trains on both labs, "
+                f"else {kaggle_model_path()})")
+    p.add_argument("--out", help=out_help.replace("%", "%%"))  # argparse formats help with %
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.set_defaults(func=cmd_train)
 

@@ -169,15 +169,17 @@ def keep_better(tuned, tuned_report: Report, head_path: str | Path, head_report:
 
 def save_if_better(model, path: str | Path, info, metric: str | Sequence[str] = "VALIDATION",
                    familiarity=None) -> tuple[bool, str]:
-    """Save unless the model already at `path` scored better on `metric` over the same cells; says
-    what it did.
+    """Save the model to `path` unless the model already there scored better on `metric` over the
+    same cells. Returns (saved, a message that says what happened).
 
-    Rerunning a notebook with a worse result then never silently replaces a better model. With
-    several metrics (a two-lab model's `("VALIDATION", "SECOND_LAB_VALIDATION")`) the mean of their
-    accuracies is compared, each lab counting the same. A model scored on other cells (another
-    seed or split, or an older kit's leaky one) or scored on none of them (a refit) cannot be
-    compared: it is replaced, and kept beside it as `<name>.previous.keras`. `familiarity` (`hl.familiar.of_model`) is stored with the model,
-    so predictions can flag unfamiliar images.
+    Rerunning a notebook with a worse result then never silently replaces a better model. Given
+    several metrics (a two-lab model's `("VALIDATION", "SECOND_LAB_VALIDATION")`), the mean of
+    their accuracies is compared, each lab counting the same. An existing model that cannot be
+    compared (scored on other cells, such as another seed's or an older kit's leaky split; lacking
+    one of the metrics; saved by an older kit) is replaced, and its file kept beside the new one
+    as `<name>.previous.keras`. A file that is not a readable model is replaced, and the message
+    says so. `familiarity` (`hl.familiar.of_model`) is stored with the model, so predictions can
+    flag unfamiliar images.
     """
     import shutil
 
@@ -188,31 +190,36 @@ def save_if_better(model, path: str | Path, info, metric: str | Sequence[str] = 
     names = [metric] if isinstance(metric, str) else list(metric)
     what = names[0].lower() if len(names) == 1 else "mean validation"
     new = [info.metrics[name] for name in names]
-    readable = path.exists()
-    try:
-        stored = model_file.read_info(path).metrics if readable else {}
-    except model_file.ModelFileError:
-        stored, readable = {}, False  # unreadable: replace it
-    old = [stored.get(name, {}) for name in names]
     new_accuracy = float(np.mean([m["accuracy"] for m in new]))
     aside = ""
-    comparable = all(o.get("accuracy") is not None and o.get("cells") == n.get("cells") for o, n in zip(old, new))
-    if comparable:
-        old_accuracy = float(np.mean([o["accuracy"] for o in old]))
-        if old_accuracy > new_accuracy:
-            return False, (f"Kept the existing {path.name}: its {what} accuracy {old_accuracy:.1%} "
-                           f"beats this run's {new_accuracy:.1%} on the same cells. Delete it or save "
-                           "elsewhere to replace it.")
-    elif readable:
-        previous = path.with_name(f"{path.stem}.previous.keras")
-        for src, dst in ((path, previous), (model_file.metadata_path(path), model_file.metadata_path(previous))):
-            if src.exists():  # copied, so the model stays at `path` until the new one replaces it
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(src, tmp)
-        scored = [o["accuracy"] for o in old if o.get("accuracy") is not None]
-        why = (f"was scored on other {what.removeprefix('mean ')} cells ({np.mean(scored):.1%}), so the two "
-               "cannot be compared" if len(scored) == len(old) else f"has no {what} accuracy to compare")
-        aside = f" The model it replaces {why}; it is now {previous.name}."
+    try:
+        existing = model_file.read_info(path) if path.exists() else None
+    except model_file.ModelFileError as exc:
+        existing, aside = None, f" The file it replaces was not a readable model: {exc}"
+    if existing is not None:
+        old = [existing.metrics.get(name, {}) for name in names]
+        missing = [name for name, o in zip(names, old) if o.get("accuracy") is None]
+        if existing.format_version < model_file.FORMAT_VERSION:
+            why = "was saved by an older kit, which this one cannot load"
+        elif missing:
+            why = f"has no {' or '.join(missing)} accuracy to compare"
+        elif any(o.get("cells") != n.get("cells") for o, n in zip(old, new)):
+            why = (f"was scored on other cells ({what} accuracy "
+                   f"{np.mean([o['accuracy'] for o in old]):.1%}), so the two cannot be compared")
+        else:
+            old_accuracy = float(np.mean([o["accuracy"] for o in old]))
+            if old_accuracy > new_accuracy:
+                return False, (f"Kept the existing {path.name}: its {what} accuracy {old_accuracy:.1%} "
+                               f"beats this run's {new_accuracy:.1%} on the same cells. Delete it or save "
+                               "elsewhere to replace it.")
+            why = ""
+        if why:
+            previous = path.with_name(f"{path.stem}.previous.keras")
+            for src, dst in ((path, previous), (model_file.metadata_path(path), model_file.metadata_path(previous))):
+                if src.exists():  # copied, so the model stays at `path` until the new one replaces it
+                    with atomic_path(dst) as tmp:
+                        shutil.copyfile(src, tmp)
+            aside = f" The model it replaces {why}; it is now {previous.name}."
     model_file.save(model, path, info, extras=as_extras(familiarity))
     return True, f"Saved {path} ({what} accuracy {new_accuracy:.1%}).{aside}"
 

@@ -119,16 +119,19 @@ class ClassifyApp:
                                  f"One upload carries up to {self.upload_limit / 1e6:.1f} MB here{colab}; "
                                  "for larger files type a path in the File path box.")
         else:
+            quick = self.quick_model_path()
+            where = "" if quick == self.model_path else f" (saved as {html.escape(str(quick))}: it sees one lab)"
             self.status.value = (f"<div class='hv-card hv-error'>No model at {html.escape(str(self.model_path))}. "
                                  "Run notebooks 03 and 04 (and 06 for the two-lab model) to train one, or train a quick one "
-                                 "here.</div>")
+                                 f"here{where}.</div>")
 
     def quick_model_path(self) -> Path:
-        """Where the train button saves: the model path, unless that is the two-lab model's name.
-        A quick model sees the Kaggle lab alone, so it goes where the Kaggle lab's model goes
-        (and is loaded from there if one is already saved)."""
-        named_two_labs = self.model_path.resolve() == two_labs_model_path().resolve()
-        return kaggle_model_path() if named_two_labs else self.model_path
+        """Where the train button saves: the model path, unless that has the two-lab model's name.
+        A quick model sees the Kaggle lab alone, so it is then named as the Kaggle lab's model, in
+        the same folder (and loaded from there if one is already saved)."""
+        if self.model_path.name == two_labs_model_path().name:
+            return self.model_path.with_name(kaggle_model_path().name)
+        return self.model_path
 
     def train_quick_model(self) -> None:
         """Train the quick recipe, save it to `quick_model_path()` and start using it."""
@@ -141,7 +144,7 @@ class ClassifyApp:
             target = self.quick_model_path()
             model, info = load_or_train(target)
             self.predictor = Predictor(model, info.class_names, info=info)
-            self.model_file = target
+            self.model_file = self.model_path = target
         except Exception as exc:  # noqa: BLE001 - shown to the user, the widget stays usable
             self.status.value = error_html("quick model", f"training failed: {exc}")
             self.train_button.disabled = False

@@ -26,3 +26,12 @@ def test_every_command_prints_its_help(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage:") and command in out.splitlines()[0]
+
+
+def test_help_names_the_model_folder_even_with_a_percent_sign_in_it(tmp_path, monkeypatch, capsys):
+    models = tmp_path / "100% mine"
+    monkeypatch.setenv("HEMATO_MODELS", str(models))
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: no path broken by the wrapping
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    assert f"else {models / 'hematovision.keras'})" in capsys.readouterr().out

@@ -479,7 +479,7 @@ def test_a_model_scored_on_other_cells_is_replaced_and_kept_aside(tmp_path):
     path = tmp_path / "best.keras"
     recipe.save_if_better(model, path, info(0.999))  # an older kit's report: no cells recorded
     saved, message = recipe.save_if_better(model, path, info(0.86, cells="honest"))
-    assert saved and "scored on other validation cells (99.9%)" in message and "best.previous.keras" in message
+    assert saved and "scored on other cells (validation accuracy 99.9%)" in message and "best.previous.keras" in message
     assert model_file.read_info(path).metrics["VALIDATION"] == {"accuracy": 0.86, "cells": "honest"}
     assert model_file.read_info(tmp_path / "best.previous.keras").metrics["VALIDATION"]["accuracy"] == 0.999
     sidecars = {name: json.loads((tmp_path / name).read_text()) for name in ("best.json", "best.previous.json")}
@@ -489,7 +489,7 @@ def test_a_model_scored_on_other_cells_is_replaced_and_kept_aside(tmp_path):
 
 def test_a_two_lab_model_is_kept_or_replaced_by_both_labs_validation(tmp_path):
     """Notebook 06: a model better on the Kaggle cells but worse on the two labs together is replaced;
-    one better on the two together is kept; a refit scored on neither is kept aside, not lost."""
+    one better on the two together is kept; one that cannot be compared is kept aside, not lost."""
     from hematolib import recipe
 
     model = mdl.build(alpha=0.35, image_size=64, weights=None)
@@ -508,10 +508,21 @@ def test_a_two_lab_model_is_kept_or_replaced_by_both_labs_validation(tmp_path):
     assert not saved and "its mean validation accuracy 92.0% beats this run's 89.0%" in message
     assert model_file.read_info(path).metrics["SECOND_LAB_VALIDATION"]["accuracy"] == 0.94
 
-    model_file.save(model, path, info())  # a refit: no validation cells of its own
+    model_file.save(model, path, info(kaggle=0.99))  # `train --holdout` on both labs: the Kaggle cells only
     saved, message = recipe.save_if_better(model, path, info(0.5, 0.5), metric=both)
-    assert saved and "has no mean validation accuracy to compare; it is now two.previous.keras" in message
-    assert model_file.read_info(tmp_path / "two.previous.keras").metrics == {}
+    assert saved and "has no SECOND_LAB_VALIDATION accuracy to compare; it is now two.previous.keras" in message
+    assert model_file.read_info(tmp_path / "two.previous.keras").metrics["VALIDATION"]["accuracy"] == 0.99
+
+    older = info(0.99, 0.99)
+    older.format_version = model_file.FORMAT_VERSION - 1  # same cells, higher, but this kit cannot load it
+    model_file.save(model, path, older)
+    saved, message = recipe.save_if_better(model, path, info(0.5, 0.5), metric=both)
+    assert saved and "was saved by an older kit" in message
+
+    path.write_bytes(b"not a model")
+    saved, message = recipe.save_if_better(model, path, info(0.5, 0.5), metric=both)
+    assert saved and "was not a readable model" in message
+    assert model_file.load(path)[1].metrics == info(0.5, 0.5).metrics
 
 
 def test_reports_name_the_cells_they_scored():

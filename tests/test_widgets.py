@@ -510,20 +510,35 @@ def test_the_train_button_makes_a_model_and_the_app_becomes_usable(tmp_path, syn
 
 
 def test_the_train_button_never_saves_a_one_lab_model_under_the_two_lab_name(tmp_path, monkeypatch):
+    import hematolib.inference
     import hematolib.recipe
+    from hematolib.model_file import ModelInfo
 
-    monkeypatch.setenv("HEMATO_MODELS", str(tmp_path))
+    monkeypatch.setenv("HEMATO_MODELS", str(tmp_path / "models"))
     asked = []
 
-    def load_or_train(path):
+    def load_or_train(path):  # what the button asks for; training itself is tested above
         asked.append(path)
-        raise RuntimeError("not trained in this test")
+        if path.name == "broken.keras":
+            raise RuntimeError("not trained in this test")
+        return "a model", ModelInfo(class_names=list(CLASS_NAMES), image_size=64, alpha=0.35)
 
     monkeypatch.setattr(hematolib.recipe, "load_or_train", load_or_train)
-    for given, expected in ((tmp_path / "hematovision_two_labs.keras", tmp_path / "hematovision.keras"),
+    monkeypatch.setattr(hematolib.inference, "Predictor",
+                        lambda model, names, info: types.SimpleNamespace(info=info, input_size=(240, 320)))
+    models, drive = tmp_path / "models", tmp_path / "drive"  # drive: a two-lab name in any folder (Colab)
+    for given, expected in ((models / "hematovision_two_labs.keras", models / "hematovision.keras"),
+                            (drive / "hematovision_two_labs.keras", drive / "hematovision.keras"),
                             (tmp_path / "mine.keras", tmp_path / "mine.keras")):
         app = ClassifyApp.from_model(given)
         assert app.predictor is None and f"No model at {given}" in app.status.value
+        assert (f"saved as {expected}: it sees one lab" in app.status.value) == (expected != given)
         app.train_button.click()
-        assert asked[-1] == expected
-        assert "training failed: not trained in this test" in app.status.value and not app.train_button.disabled
+        assert asked[-1] == expected and app.model_path == app.model_file == expected
+        assert f"Model {expected.name} ready" in app.status.value and "one lab's cells (Kaggle)" in app.status.value
+        assert not app.upload.disabled
+
+    app = ClassifyApp.from_model(tmp_path / "broken.keras")
+    app.train_button.click()
+    assert "training failed: not trained in this test" in app.status.value and not app.train_button.disabled
+    assert app.predictor is None and app.upload.disabled
