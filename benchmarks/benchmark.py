@@ -230,7 +230,7 @@ def markdown(results: dict) -> str:
         ("TEST recall E / L / M / N", recall(t), recall(tut["test"])),
         ("TEST log loss / calibration error (lower is better; always saying 25% scores 1.39)", calibration(t),
          calibration(tut["test"])),
-        ("TEST_SIMPLE (one image per cell)", f"{kit['test_simple']['correct']} of 71", "-"),
+        ("TEST_SIMPLE (71 un-augmented images of 68 cells)", f"{kit['test_simple']['correct']} of 71", "-"),
         ("training time (2-core CPU)", f"{kit['train_seconds'] / 60:.1f} min ("
          + ", ".join(f"{k} {v / 60:.1f}" for k, v in kit["stage_seconds"].items()) + ")",
          f"{tut['train_seconds'] / 60:.1f} min (best epoch reached at {tut['seconds_to_best'] / 60:.1f})"),

@@ -151,12 +151,12 @@ def summary(timings: list[tuple[str, float]], models: Path | None = None) -> str
         if "TEST_SIMPLE" in results:
             simple = results["TEST_SIMPLE"]
             lines.append(f"TEST_SIMPLE: {round(simple['accuracy'] * simple['n_images'])} of "
-                         f"{simple['n_images']} original cells correct")
+                         f"{simple['n_images']} images correct")
         lines.append(f"Model: {results['model']}")
         if results.get("synthetic_data"):
             lines.append("WARNING: trained and tested on SYNTHETIC data; get the real dataset with "
                          "`python -m hematolib download`.")
     two_labs = (models or models_dir()) / two_labs_model_path().name
     if two_labs.exists():
-        lines.append(f"Two-lab model, which the widget and predict use: {two_labs}")
+        lines.append(f"Two-lab model, which the widget, predict and evaluate use: {two_labs}")
     return "\n".join(lines)

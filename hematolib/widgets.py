@@ -109,9 +109,9 @@ class ClassifyApp:
             warn = " <b>Trained on SYNTHETIC data: a demo only.</b>" if info and info.synthetic_data else ""
             crop = " crops around the white cell," if info and info.crop else ""
             colab = " (Colab's limit)" if "google.colab" in sys.modules else ""
-            labs = ("" if info is None or info.synthetic_data
-                    else " Trained on two labs' cells (Kaggle and PBC, Barcelona)." if CREDIT in info.credits
-                    else " Trained on one lab's cells (Kaggle): another lab's may score far lower (notebook 06).")
+            two_labs = " Trained on two labs' cells (Kaggle, and PBC from Barcelona: Acevedo et al. 2020, CC BY 4.0)."
+            one_lab = " Trained on one lab's cells (Kaggle): another lab's may score far lower (notebook 06)."
+            labs = "" if info is None or info.synthetic_data else two_labs if CREDIT in info.credits else one_lab
             name = f" {html.escape(self.model_file.name)}" if self.model_file else ""
             self.status.value = (f"Model{name} ready "
                                  f"({'x'.join(map(str, self.predictor.input_size))} input;"

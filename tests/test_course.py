@@ -180,7 +180,7 @@ def test_make_course_on_a_clean_clone_downloads_the_real_data_from_a_mirror_befo
 
 @pytest.mark.parametrize("synthetic", [False, True])
 def test_the_closing_summary_names_the_two_lab_model_only_when_there_is_one(tmp_path, synthetic):
-    two_labs = f"Two-lab model, which the widget and predict use: {tmp_path / 'hematovision_two_labs.keras'}"
+    two_labs = f"Two-lab model, which the widget, predict and evaluate use: {tmp_path / 'hematovision_two_labs.keras'}"
     (tmp_path / "hematovision_two_labs.keras").write_bytes(b"")
     assert course.summary([("06", 60.0)], tmp_path).endswith(two_labs)  # no results of notebook 05: no TEST line
     (tmp_path / "hematovision_two_labs.keras").unlink()

@@ -463,7 +463,8 @@ def test_the_app_prefers_the_two_lab_model_and_says_which_labs_its_model_has_see
     app = ClassifyApp.from_model()
     assert app.model_path == tmp_path / "hematovision_two_labs.keras" and app.predictor is None
     assert "hematovision_two_labs.keras" in app.status.value  # the file it tried, and why it failed
-    for credits, synthetic, says in (([CREDIT], False, "Trained on two labs' cells (Kaggle and PBC, Barcelona)."),
+    two_labs = "Trained on two labs' cells (Kaggle, and PBC from Barcelona: Acevedo et al. 2020, CC BY 4.0)."
+    for credits, synthetic, says in (([CREDIT], False, two_labs),
                                      ([], False, "Trained on one lab's cells (Kaggle)"),
                                      ([], True, "SYNTHETIC")):
         seen = copy.copy(predictor)
