@@ -83,6 +83,8 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:
         print(f"Model: {path}")
+        for credit in info.credits:
+            print(f"Trained on: {credit}")
         for r in reports.values():
             print(r.summary())
             for class_name, m in r.per_class.items():
@@ -97,6 +99,8 @@ def cmd_predict(args) -> int:
     from .inference import Predictor
 
     predictor = Predictor.from_file(args.model)
+    for credit in getattr(predictor.info, "credits", []):  # CC BY: say whose images trained the model
+        print(f"credit: {credit}", file=sys.stderr)
     failed = 0
     rows = []
     for path in args.images:

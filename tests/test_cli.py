@@ -139,3 +139,24 @@ def test_train_on_real_data_then_predict_and_evaluate(real_root, weights_dir, tm
     report = json.loads(run("evaluate", "--model", model, "--per-class", 10, "--json", env=env).stdout)
     # TEST_SIMPLE: 71 images of 68 cells (two photographs twice over, one pair of them one scene)
     assert report["TEST"]["n_images"] == 40 and report["TEST_SIMPLE"]["n_originals"] == 68
+
+
+def test_predict_and_evaluate_credit_the_data_a_model_was_trained_on(tmp_path, synthetic_root, capsys):
+    """PBC is CC BY 4.0: wherever a model trained on it answers, its credit is shown."""
+    from hematolib import cli, model_file
+    from hematolib import model as mdl
+    from hematolib.pbc import CREDIT
+
+    model = mdl.build(alpha=0.35, image_size=64, weights=None)
+    for name, credits in (("two.keras", [CREDIT]), ("one.keras", [])):
+        info = model_file.ModelInfo(class_names=list(CLASS_NAMES), image_size=64, alpha=0.35, credits=credits)
+        model_file.save(model, tmp_path / name, info)
+    image = next((synthetic_root / "dataset2-master/images/TEST/MONOCYTE").iterdir())
+    assert cli.main(["predict", str(image), "--model", str(tmp_path / "two.keras")]) == 0
+    printed = capsys.readouterr()
+    assert f"credit: {CREDIT}" in printed.err and printed.out.startswith(f"{image}: ")
+    assert cli.main(["predict", str(image), "--model", str(tmp_path / "one.keras")]) == 0
+    assert "credit:" not in capsys.readouterr().err
+    argv = ["evaluate", "--model", str(tmp_path / "two.keras"), "--data", str(synthetic_root), "--per-class", "2"]
+    assert cli.main(argv) == 0
+    assert f"Trained on: {CREDIT}" in capsys.readouterr().out
