@@ -510,6 +510,7 @@ def test_the_train_button_makes_a_model_and_the_app_becomes_usable(tmp_path, syn
     assert upload(app, ("a.jpeg", smear(synthetic_root))).count("hv-result") == 1
 
 
+@needs_model  # the button imports the training code, which needs TensorFlow
 def test_the_train_button_never_saves_a_one_lab_model_under_the_two_lab_name(tmp_path, monkeypatch):
     import hematolib.inference
     import hematolib.recipe
