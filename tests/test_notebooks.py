@@ -158,7 +158,7 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     assert "cards: 2 | errors: 1" in widget and f"model: {models / 'hematovision_two_labs.keras'}" in widget
     summary = course.summary([("x", 1.0)], models)
     assert "TEST accuracy" in summary and str(models / "hematovision.keras") in summary
-    assert f"which the widget and predict use: {models / 'hematovision_two_labs.keras'}" in summary
+    assert f"which the widget, predict and evaluate use: {models / 'hematovision_two_labs.keras'}" in summary
 
 
 @pytest.mark.slow
