@@ -120,10 +120,14 @@ class ClassifyApp:
                                  "for larger files type a path in the File path box.")
         else:
             quick = self.quick_model_path()
-            where = "" if quick == self.model_path else f" (saved as {html.escape(str(quick))}: it sees one lab)"
+            if quick != self.model_path and quick.exists():  # the button loads it rather than training
+                self.train_button.description = f"Use {quick.name} (one lab)"
+                offer = f"or use the one-lab model saved at {html.escape(str(quick))}"
+            else:
+                where = "" if quick == self.model_path else f" (saved as {html.escape(str(quick))}: it sees one lab)"
+                offer = f"or train a quick one here{where}"
             self.status.value = (f"<div class='hv-card hv-error'>No model at {html.escape(str(self.model_path))}. "
-                                 "Run notebooks 03 and 04 (and 06 for the two-lab model) to train one, or train a quick one "
-                                 f"here{where}.</div>")
+                                 f"Run notebooks 03 and 04 (and 06 for the two-lab model) to train one, {offer}.</div>")
 
     def quick_model_path(self) -> Path:
         """Where the train button saves: the model path, unless that has the two-lab model's name.
@@ -138,10 +142,11 @@ class ClassifyApp:
         from .inference import Predictor
         from .recipe import load_or_train
 
-        self.status.value = "Training a quick model... (about a minute on a laptop CPU)"
+        target = self.quick_model_path()
+        self.status.value = (f"Loading {html.escape(target.name)}..." if target.exists()
+                             else "Training a quick model... (about a minute on a laptop CPU)")
         self.train_button.disabled = True
         try:
-            target = self.quick_model_path()
             model, info = load_or_train(target)
             self.predictor = Predictor(model, info.class_names, info=info)
             self.model_file = self.model_path = target

@@ -539,6 +539,12 @@ def test_the_train_button_never_saves_a_one_lab_model_under_the_two_lab_name(tmp
         assert asked[-1] == expected and app.model_path == app.model_file == expected
         assert f"Model {expected.name} ready" in app.status.value and "one lab's cells (Kaggle)" in app.status.value
         assert not app.upload.disabled
+    drive.mkdir()
+    (drive / "hematovision.keras").write_bytes(b"a saved model")  # now the button has one to load
+    app = ClassifyApp.from_model(drive / "hematovision_two_labs.keras")
+    assert f"or use the one-lab model saved at {drive / 'hematovision.keras'}" in app.status.value
+    assert "train a quick one" not in app.status.value and app.train_button.description == "Use hematovision.keras (one lab)"
+    assert ClassifyApp.from_model(tmp_path / "other.keras").train_button.description.startswith("Train a quick model")
 
     app = ClassifyApp.from_model(tmp_path / "broken.keras")
     app.train_button.click()
