@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install course test test-fast lab demo exercises grade benchmark benchmark-labs figure clean
+.PHONY: help install course test test-fast lab demo exercises grade benchmark benchmark-labs cross-validate figure clean
 
 help:
 	@echo "make course     run the seven notebooks in order (executed copies in build/course/)"
@@ -19,6 +19,8 @@ help:
 	@echo "make benchmark  kit recipe vs tutorial recipe on the full data (ARGS=--quick: a few minutes;"
 	@echo "                ARGS=--readme: keep the figures in benchmarks/, the tables in README and model card)"
 	@echo "make benchmark-labs  Kaggle-only against both-labs training, scored on both labs (docs/second-lab.md)"
+	@echo "make cross-validate  the recipe over every TRAIN cell, 5 folds by cell; resumes where it stopped"
+	@echo "                (ARGS=\"--image-size 160\": another input size; ARGS=\"--folds 1,2\": only those)"
 	@echo "make figure     the README's picture (docs/images/cells.png) from the course's model"
 
 $(STAMP): pyproject.toml
@@ -55,6 +57,9 @@ benchmark: $(STAMP)
 
 benchmark-labs: $(STAMP)
 	$(PY) benchmarks/second_lab.py $(ARGS)
+
+cross-validate: $(STAMP)
+	$(PY) benchmarks/cross_validate.py $(ARGS)
 
 figure: $(STAMP)
 	$(PY) tools/make_figure.py
