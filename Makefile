@@ -20,7 +20,7 @@ help:
 	@echo "                ARGS=--readme: keep the figures in benchmarks/, the tables in README and model card)"
 	@echo "make benchmark-labs  Kaggle-only against both-labs training, scored on both labs (docs/second-lab.md)"
 	@echo "make cross-validate  the recipe over every TRAIN cell, 5 folds by cell; resumes where it stopped"
-	@echo "                (ARGS=\"--image-size 160\": another input size; ARGS=\"--folds 1,2\": only those)"
+	@echo "                (ARGS=\"--image-size 160\": another input size; ARGS=\"--only 1,2\": only those folds)"
 	@echo "make figure     the README's picture (docs/images/cells.png) from the course's model"
 
 $(STAMP): pyproject.toml

@@ -1,14 +1,14 @@
-"""`make cross-validate`: the kit's recipe cross-validated over every TRAIN cell.
+"""`make cross-validate`: the kit's recipe cross-validated over every TRAIN cell of the Kaggle lab.
 
-Five folds grouped by cell (`hl.splits.folds_by_original`, the recipe's seed): each fold trains the
-recipe on four fifths of the cells and scores the fifth, with the model's four flipped views, so
-every cell is scored once by a model that never saw it. TEST is never read.
+k folds grouped by cell (`hl.splits.folds_by_original`, the recipe's seed): each fold trains the
+recipe on the other folds' cells and scores its own, with the model's four flipped views, so every
+cell is scored once by a model that never saw it. TEST is never read.
 
-A fold takes as long as one training (about 20 minutes on a 2-core CPU at 128 px), so each finished
-fold is kept in benchmarks/cross-validation/<name>/ and a later run starts where the last one
-stopped; `--folds 1,2` runs only those. When every fold is there, the pooled result is written to
-benchmarks/cross-validation.json (the default recipe, which the README quotes) or
-benchmarks/cross-validation-<name>.json.
+A fold is a whole training, so each finished fold is kept in build/cross-validation/<name>/, and
+running the same command again starts at the first fold not yet kept; `--only 1,2` runs just those.
+When every fold is kept, the pooled result is written to build/cross-validation/<name>.json;
+`--publish` writes it to benchmarks/ instead, where the README and the model card read the
+default recipe's (`benchmarks/cross-validation.json`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,24 +27,41 @@ import numpy as np
 import hematolib as hl
 from hematolib.config import PROJECT_DIR, Config
 
-FOLDS_DIR = PROJECT_DIR / "benchmarks" / "cross-validation"
+BUILD = PROJECT_DIR / "build" / "cross-validation"  # each recipe's folds, and its result until published
+PUBLISHED = PROJECT_DIR / "benchmarks"
 GROUPING = "photograph"  # the cell: every image of one photographed cell is in the same fold
+K = 5
 
 
-def name_of(config: Config) -> str:
-    """'default' for the kit's recipe, else what differs from it: 'image_size-160'."""
+def name_of(config: Config, k: int = K) -> str:
+    """'default' for the kit's recipe over five folds, else what differs: 'image_size-160', 'k-3'."""
     default = Config().to_dict()
-    changed = [f"{k}-{v}" for k, v in config.to_dict().items() if default[k] != v]
+    changed = [f"{key}-{value}" for key, value in config.to_dict().items() if default[key] != value]
+    changed += [f"k-{k}"] if k != K else []
     return "-".join(changed) or "default"
 
 
-def result_path(name: str) -> Path:
-    suffix = "" if name == "default" else f"-{name}"
-    return PROJECT_DIR / "benchmarks" / f"cross-validation{suffix}.json"
+def result_path(name: str, publish: bool = False) -> Path:
+    if not publish:
+        return BUILD / f"{name}.json"
+    return PUBLISHED / ("cross-validation.json" if name == "default" else f"cross-validation-{name}.json")
+
+
+def commit() -> str | None:
+    """The kit's git commit, when it is a git checkout: kept with each fold, as folds may run days apart."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def train_and_score(train, val, config: Config) -> np.ndarray:
-    """The recipe trained on `train` (seeded), and its class probabilities for `val`."""
+    """The recipe trained on `train` (seeded, in a fresh Keras session), and its class probabilities for `val`."""
+    import keras
+
+    keras.backend.clear_session()
     hl.train.set_seed(config.seed)
     model = hl.recipe.fit(train, val, config, verbose=2).model
     return hl.inference.predict_records(model, val)
@@ -66,16 +85,15 @@ def kept_fold(path: Path, config: Config, val) -> dict | None:
 
 
 def run_fold(i: int, k: int, train, val, config: Config, folds_dir: Path, score=train_and_score) -> dict:
-    """Train and score fold `i`, and keep its predictions (written atomically)."""
+    """Train and score fold `i`, and keep its predictions."""
     start = time.perf_counter()
     probs = score(train, val, config)
-    labels, groups = hl.data.labels_of(val), hl.data.groups_of(val)
-    report = hl.evaluate.evaluate(probs, labels, groups, f"fold {i} of {k}")
-    fold = {"fold": i, "config": config.to_dict(), "cells": report.cells, "n_cells": report.n_originals,
+    report = hl.evaluate.evaluate(probs, hl.data.labels_of(val), hl.data.groups_of(val), f"fold {i} of {k}")
+    fold = {"fold": i, "config": config.to_dict(), "commit": commit(), "cells": report.n_originals,
             "images": report.n_images, "accuracy": report.accuracy, "log_loss": report.log_loss,
             "cells_missed": report.cells_missed, "seconds": time.perf_counter() - start,
             "images_scored": image_names(val), "probs": np.round(probs, 5).tolist()}
-    hl.files.write_json_atomic(fold_file(folds_dir, i, k), fold)
+    hl.files.write_text_atomic(fold_file(folds_dir, i, k), json.dumps(fold))
     return fold
 
 
@@ -85,19 +103,18 @@ def pooled(folds: list[dict], val_sets: list, config: Config, k: int, name: str)
     labels = np.concatenate([hl.data.labels_of(v) for v in val_sets])
     groups = np.concatenate([hl.data.groups_of(v) for v in val_sets])
     report = hl.evaluate.evaluate(probs, labels, groups, f"{k}-fold cross-validation")
-    per_fold = [{"cells": f["n_cells"], "images": f["images"], "accuracy": f["accuracy"],
-                 "log_loss": f["log_loss"], "cells_missed": f["cells_missed"], "seconds": f["seconds"]}
-                for f in folds]
+    keep = ("cells", "images", "accuracy", "log_loss", "cells_missed", "seconds", "commit")
     return {"name": name, "k": k, "grouping": GROUPING, "config": config.to_dict(), "augmentation": {},
-            "pooled": report.to_dict(), "folds": per_fold}
+            "pooled": report.to_dict(), "folds": [{key: f.get(key) for key in keep} for f in folds]}
 
 
-def cross_validate(ds, config: Config, k: int = 5, only: set[int] | None = None,
-                   folds_dir: Path | None = None, score=train_and_score) -> dict | None:
-    """Run the folds in `only` (all by default) that are not kept yet; the pooled result once all
-    `k` are kept, else None. `score(train, val, config)` returns the probabilities for `val`."""
-    name = name_of(config)
-    folds_dir = folds_dir or FOLDS_DIR / name
+def cross_validate(ds, config: Config, k: int = K, only: set[int] | None = None, folds_dir: Path | None = None,
+                   score=train_and_score) -> tuple[dict | None, list[int]]:
+    """Run the folds in `only` (all by default) that are not kept yet. Returns the pooled result
+    once all `k` are kept (else None), and the folds still to run. `score(train, val, config)`
+    returns the class probabilities for `val`."""
+    name = name_of(config, k)
+    folds_dir = folds_dir or BUILD / name
     splits = hl.splits.folds_by_original(ds.train, k, config.seed)
     folds = []
     for i, (train, val) in enumerate(splits, start=1):
@@ -106,46 +123,60 @@ def cross_validate(ds, config: Config, k: int = 5, only: set[int] | None = None,
             print(f"fold {i} of {k}: training on {len(train)} images, scoring {len(val)}", flush=True)
             fold = run_fold(i, k, train, val, config, folds_dir, score)
         if fold is not None:
-            print(f"fold {i} of {k}: {fold['n_cells']} cells, accuracy {fold['accuracy']:.1%}, "
+            print(f"fold {i} of {k}: {fold['cells']} cells, accuracy {fold['accuracy']:.1%}, "
                   f"{len(fold['cells_missed'])} cells missed, {fold['seconds'] / 60:.0f} min", flush=True)
         folds.append(fold)
     missing = [i for i, f in enumerate(folds, start=1) if f is None]
     if missing:
-        print(f"{len(missing)} of {k} folds still to run: --folds {','.join(map(str, missing))}")
-        return None
-    return pooled(folds, [val for _, val in splits], config, k, name)
+        return None, missing
+    commits = sorted({f.get("commit") or "unknown" for f in folds})
+    if len(commits) > 1:
+        print(f"note: the folds were run at different commits of the kit ({', '.join(commits)}).")
+    return pooled(folds, [val for _, val in splits], config, k, name), []
 
 
-def parse_folds(text: str | None, k: int) -> set[int] | None:
+def parse_only(text: str | None, k: int) -> set[int] | None:
     if not text:
         return None
     try:
         chosen = {int(part) for part in text.split(",")}
     except ValueError:
-        raise SystemExit(f"--folds takes fold numbers separated by commas, like 1,2; got {text!r}.") from None
+        raise SystemExit(f"--only takes fold numbers separated by commas, like 1,2; got {text!r}.") from None
     if not chosen <= set(range(1, k + 1)):
-        raise SystemExit(f"--folds: the folds are numbered 1 to {k}; got {text!r}.")
+        raise SystemExit(f"--only: the folds are numbered 1 to {k}; got {text!r}.")
     return chosen
 
 
-def main(argv: list[str] | None = None) -> int:
+def command(image_size: int, k: int) -> str:
+    """The command that runs this recipe's folds, as a user would type it."""
+    args = ([f"--image-size {image_size}"] if image_size != Config().image_size else []) + (
+        [f"--n-folds {k}"] if k != K else [])
+    return "make cross-validate" + (f" ARGS={shlex.quote(' '.join(args))}" if args else "")
+
+
+def main(argv: list[str] | None = None, score=train_and_score) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=Config().image_size,
                         help="side of the square the network sees (the recipe's: %(default)s)")
-    parser.add_argument("--k", type=int, default=5, help="number of folds (%(default)s)")
-    parser.add_argument("--folds", help="run only these folds, numbered from 1: 1,2")
+    parser.add_argument("--n-folds", type=int, default=K, help="how many folds the cells are dealt to (%(default)s)")
+    parser.add_argument("--only", help="run only these folds, numbered from 1, like 1,2 (the others when run later)")
+    parser.add_argument("--publish", action="store_true",
+                        help="write the pooled result to benchmarks/, for the README and the model card")
     args = parser.parse_args(argv)
-    only = parse_folds(args.folds, args.k)
+    only = parse_only(args.only, args.n_folds)
     config = dataclasses.replace(Config(), image_size=args.image_size)
     ds = hl.data.open_dataset(allow_synthetic=False)
-    result = cross_validate(ds, config, k=args.k, only=only)
+    result, missing = cross_validate(ds, config, k=args.n_folds, only=only, score=score)
     if result is None:
+        print(f"{len(missing)} of {args.n_folds} folds still to run (fold {', '.join(map(str, missing))}): "
+              f"run `{command(args.image_size, args.n_folds)}` again; the kept folds are not run twice.")
         return 0
-    out = result_path(result["name"])
+    out = result_path(result["name"], args.publish)
     hl.files.write_json_atomic(out, result)
     report = result["pooled"]
-    print(f"{args.k}-fold cross-validation over {report['n_originals']} cells: accuracy {report['accuracy']:.1%} "
-          f"(95% CI {report['ci_low']:.1%}-{report['ci_high']:.1%}), log loss {report['log_loss']:.3f}; {out}")
+    print(f"{args.n_folds}-fold cross-validation over {report['n_originals']} cells: accuracy "
+          f"{report['accuracy']:.1%} (95% CI {report['ci_low']:.1%}-{report['ci_high']:.1%}), "
+          f"log loss {report['log_loss']:.3f}; written to {out}")
     return 0
 
 
