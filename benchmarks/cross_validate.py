@@ -72,8 +72,8 @@ def fold_file(folds_dir: Path, i: int, k: int) -> Path:
 
 
 def image_names(records) -> list[str]:
-    """Each record as split/class/file: the same on every machine."""
-    return ["/".join(r.path.parts[-3:]) for r in records]
+    """Each record as split/class/file, as hematolib/originals.csv names it: the same on every machine."""
+    return [f"{r.split}/{r.class_name}/{r.path.name}" for r in records]
 
 
 def kept_fold(path: Path, config: Config, val) -> dict | None:
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None, score=train_and_score) -> int:
     parser.add_argument("--publish", action="store_true",
                         help="write the pooled result to benchmarks/, for the README and the model card")
     args = parser.parse_args(argv)
+    if args.n_folds < 2:
+        raise SystemExit(f"--n-folds: cross-validation needs at least 2 folds; got {args.n_folds}.")
     only = parse_only(args.only, args.n_folds)
     config = dataclasses.replace(Config(), image_size=args.image_size)
     ds = hl.data.open_dataset(allow_synthetic=False)

@@ -164,6 +164,12 @@ def test_fold_numbers_outside_the_folds_are_refused(cv, text):
         cv.parse_only(text, 5)
 
 
+def test_fewer_than_two_folds_are_refused_before_any_data_is_read(cv, monkeypatch):
+    monkeypatch.setenv("HEMATO_DATA", "/nonexistent")
+    with pytest.raises(SystemExit, match="--n-folds: cross-validation needs at least 2 folds; got 1"):
+        cv.main(["--n-folds", "1"], score=Scorer())
+
+
 def test_fold_numbers_are_read(cv):
     assert cv.parse_only("1,3", 5) == {1, 3}
     assert cv.parse_only(None, 5) is None
