@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import PROJECT_DIR, Config, default_model_path, kaggle_model_path, two_labs_model_path
+from .config import BOTH_LABS_IMAGE_SIZE, PROJECT_DIR, Config, default_model_path, kaggle_model_path, two_labs_model_path
 
 
 def _dataset(args):
@@ -36,16 +36,10 @@ def cmd_explore(args) -> int:
 
 def cmd_train(args) -> int:
     """Train the default recipe and save the model: on every TRAIN cell, unless --holdout."""
-    from .recipe import refit_config, run
-    from .train import set_seed
-
-    config = Config(alpha=args.alpha, image_size=args.image_size, crop=not args.no_crop, flips=not args.no_flips,
-                    per_class=args.per_class, head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
-                    seed=args.seed)
-    if not args.holdout:
-        config = refit_config(config)
     from .data import DataNotFoundError
     from .pbc import SPLIT, find_pbc_dir, open_pbc
+    from .recipe import refit_config, run
+    from .train import set_seed
 
     second_lab = None
     if args.labs == "auto":
@@ -58,6 +52,12 @@ def cmd_train(args) -> int:
                   "default model trains on both labs: `python -m hematolib download --dataset pbc` first.")
     if args.labs == "both":
         second_lab = open_pbc().splits[SPLIT]
+    image_size = args.image_size or (BOTH_LABS_IMAGE_SIZE if second_lab else Config().image_size)
+    config = Config(alpha=args.alpha, image_size=image_size, crop=not args.no_crop, flips=not args.no_flips,
+                    per_class=args.per_class, head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+                    seed=args.seed)
+    if not args.holdout:
+        config = refit_config(config)
     set_seed(config.seed)
 
     out = Path(args.out) if args.out else two_labs_model_path() if second_lab else kaggle_model_path()
@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and save a model")
     p.add_argument("--data", help=data_help)
     p.add_argument("--alpha", type=float, default=defaults.alpha, choices=(0.35, 1.0))
-    p.add_argument("--image-size", type=int, default=defaults.image_size)
+    p.add_argument("--image-size", type=int, help=f"side of the square the network sees (default "
+                   f"{defaults.image_size} on the Kaggle lab alone, {BOTH_LABS_IMAGE_SIZE} on both labs)")
     p.add_argument("--no-crop", action="store_true", help="feed whole images, not the crop around the cell")
     p.add_argument("--no-flips", action="store_true",
                    help="predict from the image as it is, not the mean over four flipped views")

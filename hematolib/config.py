@@ -8,6 +8,7 @@ from pathlib import Path
 
 CLASS_NAMES: tuple[str, ...] = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
 SPLITS: tuple[str, ...] = ("TRAIN", "TEST", "TEST_SIMPLE")
+BOTH_LABS_IMAGE_SIZE = 160  # the recipe trained on both labs from the start sees 160 px, not 128
 SMEAR_SIZE = (240, 320)  # (height, width) of the dataset's images: the input of cropping models
 
 # The project folder when hematolib runs from a checkout (editable install); else the cwd.

@@ -62,8 +62,9 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
     from hematolib.pbc import SPLIT
 
     seen, outs = [], []
+    sizes = []
     monkeypatch.setattr(recipe, "run", lambda ds, config, **kwargs: seen.append(kwargs["second_lab"])
-                        or outs.append(kwargs["out"]) or 1 / 0)
+                        or outs.append(kwargs["out"]) or sizes.append(config.image_size) or 1 / 0)
     monkeypatch.setattr(cli, "_dataset", lambda args: None)
     monkeypatch.setenv("HEMATO_MODELS", str(tmp_path / "models"))
     pbc = tmp_path / "pbc"
@@ -78,6 +79,10 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
     assert seen[1] == seen[0] and seen[2] is None  # by default both labs when the second is there
     # each saved under its own name, so that the widget and predict can prefer the two-lab model
     assert [o.name for o in outs] == ["hematovision_two_labs.keras"] * 2 + ["hematovision.keras"]
+    assert sizes == [160, 160, 128]  # both labs from the start at the larger input, the Kaggle lab at its own
+    with pytest.raises(ZeroDivisionError):
+        cli.cmd_train(cli.build_parser().parse_args(["train", "--labs", "both", "--image-size", "96"]))
+    assert sizes.pop() == 96 and outs.pop().name == "hematovision_two_labs.keras" and seen.pop() == seen[0]
     with pytest.raises(ZeroDivisionError):
         cli.cmd_train(cli.build_parser().parse_args(["train", "--out", str(tmp_path / "mine.keras")]))
     assert outs.pop() == tmp_path / "mine.keras"
