@@ -52,7 +52,8 @@ def cmd_train(args) -> int:
                   "default model trains on both labs: `python -m hematolib download --dataset pbc` first.")
     if args.labs == "both":
         second_lab = open_pbc().splits[SPLIT]
-    image_size = args.image_size or (BOTH_LABS_IMAGE_SIZE if second_lab else Config().image_size)
+    image_size = args.image_size if args.image_size is not None else (
+        BOTH_LABS_IMAGE_SIZE if second_lab else Config().image_size)
     config = Config(alpha=args.alpha, image_size=image_size, crop=not args.no_crop, flips=not args.no_flips,
                     per_class=args.per_class, head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
                     seed=args.seed)

@@ -90,6 +90,7 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     `out` when given.
     second_lab: another lab's records (`hl.pbc`), split by cell (`labs.split_cells`) and added to
     training and validation (to training only in a refit); its test cells get a report of their own.
+    `config` is used as given: `python -m hematolib train` passes `BOTH_LABS_IMAGE_SIZE` with a second lab.
     callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model_file
     from .labs import split_cells

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hematolib import labs
+from hematolib.config import BOTH_LABS_IMAGE_SIZE, Config
 from hematolib.data import ImageRecord
 from tests.helpers import ROOT, load_script
 
@@ -93,6 +94,13 @@ def test_features_of_images_of_any_size_come_one_row_each():
     model = mdl.build(alpha=0.35, image_size=32, weights=None, crop=True)
     images = [np.zeros((240, 320, 3), np.uint8), np.full((512, 400, 4), 200, np.uint8), np.ones((50, 60, 3), np.uint8)]
     assert labs.image_features(model, images).shape == (3, 1280)
+
+
+def test_the_benchmark_trains_both_labs_from_the_start_at_the_larger_input_as_the_cli_does():
+    second_lab = load_script("benchmarks/second_lab.py")
+    sizes = {name: recipe.image_size for name, recipe in second_lab.recipes(Config()).items()}
+    assert sizes == {"Kaggle only": 128, "Kaggle, then both labs": 128, "both labs": BOTH_LABS_IMAGE_SIZE}
+    assert BOTH_LABS_IMAGE_SIZE != Config().image_size
 
 
 def test_the_readme_rows_of_the_second_lab_come_from_its_figures():
