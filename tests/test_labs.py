@@ -120,5 +120,6 @@ def test_the_readme_rows_of_the_second_lab_come_from_its_figures():
     if published is not None:  # what the README shows is what the figures say
         readme = (ROOT / "README.md").read_text()
         assert second_lab.readme_table(published) in readme
+        assert [c["image_size"] for c in published["choices"]] == [128, 128, BOTH_LABS_IMAGE_SIZE]
         for doc in ("second-lab.md", "model-card.md"):
             assert second_lab.markdown(published) in (ROOT / "docs" / doc).read_text()
