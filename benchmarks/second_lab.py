@@ -57,6 +57,12 @@ def scored(model, name: str, records) -> dict:
             "recall": {c: m["recall"] for c, m in report.per_class.items()}}
 
 
+def shown(path: Path) -> str:
+    """`path` as the results file records it: from the project folder when it is inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else str(path)
+
+
 def trained_by_recipe(path: Path, train, config: Config):
     """The model at `path` and its training time, if the same recipe trained it on these cells."""
     model, info = hl.model_file.load(path)
@@ -92,8 +98,8 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
         seconds = time.perf_counter() - start
     familiarity = hl.familiar.of_model(model, train, val)
     out = {"trained on": name, "image_size": config.image_size, "train_images": len(train), "train_seconds": seconds,
-           "trained_by": str(trained_model) if trained_model else "benchmarks/second_lab.py"
-                         + (f", from {further_from}" if further_from else ""),
+           "trained_by": shown(trained_model) if trained_model else "benchmarks/second_lab.py"
+                         + (f", from {shown(further_from)}" if further_from else ""),
            "further_epochs": further_epochs if further_from else 0,
            "scores": {set_name: scored(model, set_name, records) for set_name, records in held_out.items()}}
     held_out_features = {set_name: hl.cache.features(model, records) for set_name, records in held_out.items()}

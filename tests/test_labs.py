@@ -103,6 +103,12 @@ def test_the_benchmark_trains_both_labs_from_the_start_at_the_larger_input_as_th
     assert BOTH_LABS_IMAGE_SIZE != Config().image_size
 
 
+def test_the_results_name_a_model_inside_the_project_from_the_project_folder(tmp_path):
+    second_lab = load_script("benchmarks/second_lab.py")
+    assert second_lab.shown(ROOT / "build" / "benchmark" / "Kaggle-only.keras") == "build/benchmark/Kaggle-only.keras"
+    assert second_lab.shown(tmp_path / "mine.keras") == str((tmp_path / "mine.keras").resolve())
+
+
 def test_the_readme_rows_of_the_second_lab_come_from_its_figures():
     second_lab = load_script("benchmarks/second_lab.py")
     score = {"accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n_originals": 600}
