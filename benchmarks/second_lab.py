@@ -4,10 +4,10 @@ start, each scored on validation and held-out cells of both labs, with the share
 flags as unlike its training cells.
 
 Each runs the kit's default recipe with a fifth of each lab's cells held out for validation
-(PBC: 60% train, 20% validation, 20% test, by cell): at 128 px, but at 160 px
-(`BOTH_LABS_IMAGE_SIZE`) on both labs from the start, as `python -m hematolib train` does. Choices are made on the validation cells
-only, by the rule written in docs/second-lab.md before the run; TEST and the PBC test cells are
-scored once, after training, for the table.
+(PBC: 60% train, 20% validation, 20% test, by cell): at 128 px, but at 160 px on both labs from
+the start (`hl.recipe.both_labs_config`), as `python -m hematolib train` does. Choices are made on
+the validation cells only, by the rule written in docs/second-lab.md before the run; TEST and the
+PBC test cells are scored once, after training, for the table.
 """
 
 from __future__ import annotations
@@ -120,9 +120,8 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
 
 
 def recipes(config: Config) -> dict[str, Config]:
-    """Each choice's recipe: `config`, and at `BOTH_LABS_IMAGE_SIZE` for both labs from the start."""
-    return {"Kaggle only": config, FURTHER: config,
-            "both labs": Config.from_dict(config.to_dict(), image_size=BOTH_LABS_IMAGE_SIZE)}
+    """Each choice's recipe: `config`, and `config` at the larger input for both labs from the start."""
+    return {"Kaggle only": config, FURTHER: config, "both labs": hl.recipe.both_labs_config(config)}
 
 
 def markdown(results: dict) -> str:

@@ -8,7 +8,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import BOTH_LABS_IMAGE_SIZE, PROJECT_DIR, Config, default_model_path, kaggle_model_path, two_labs_model_path
+from .config import (BOTH_LABS_IMAGE_SIZE, PROJECT_DIR, Config, default_model_path, kaggle_model_path,
+                     two_labs_model_path)
 
 
 def _dataset(args):
@@ -38,7 +39,7 @@ def cmd_train(args) -> int:
     """Train the default recipe and save the model: on every TRAIN cell, unless --holdout."""
     from .data import DataNotFoundError
     from .pbc import SPLIT, find_pbc_dir, open_pbc
-    from .recipe import refit_config, run
+    from .recipe import both_labs_config, refit_config, run
     from .train import set_seed
 
     second_lab = None
@@ -52,11 +53,12 @@ def cmd_train(args) -> int:
                   "default model trains on both labs: `python -m hematolib download --dataset pbc` first.")
     if args.labs == "both":
         second_lab = open_pbc().splits[SPLIT]
-    image_size = args.image_size if args.image_size is not None else (
-        BOTH_LABS_IMAGE_SIZE if second_lab else Config().image_size)
+    image_size = Config().image_size if args.image_size is None else args.image_size
     config = Config(alpha=args.alpha, image_size=image_size, crop=not args.no_crop, flips=not args.no_flips,
                     per_class=args.per_class, head_epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
                     seed=args.seed)
+    if second_lab and args.image_size is None:
+        config = both_labs_config(config)
     if not args.holdout:
         config = refit_config(config)
     set_seed(config.seed)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import Config, kaggle_model_path
+from .config import BOTH_LABS_IMAGE_SIZE, Config, kaggle_model_path
 from .data import Dataset, cap_per_class, fingerprint
 from .evaluate import Report
 from .familiar import TooFewToCalibrate, as_extras, of_model
@@ -90,7 +90,7 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     `out` when given.
     second_lab: another lab's records (`hl.pbc`), split by cell (`labs.split_cells`) and added to
     training and validation (to training only in a refit); its test cells get a report of their own.
-    `config` is used as given: `python -m hematolib train` passes `BOTH_LABS_IMAGE_SIZE` with a second lab.
+    `config` is used as given: `python -m hematolib train` passes `both_labs_config` with a second lab.
     callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import model_file
     from .labs import split_cells
@@ -278,6 +278,11 @@ def fine_tune_further(model, train: Sequence, config: Config, epochs: int, verbo
 
     further = Config.from_dict(config.to_dict(), fine_tune_epochs=epochs)
     return fine_tune(model, train, [], further, augment=make_augmenter(seed=config.seed), verbose=verbose)
+
+
+def both_labs_config(config: Config) -> Config:
+    """`config` for training on both labs from the start: the same recipe at `BOTH_LABS_IMAGE_SIZE`."""
+    return Config.from_dict(config.to_dict(), image_size=BOTH_LABS_IMAGE_SIZE)
 
 
 def refit_config(config: Config) -> Config:
