@@ -75,7 +75,8 @@ def test_curve(snapshots, model, records) -> list[dict]:
     anything. The final weights are put back."""
     network = snapshots.model
     final = network.get_weights()
-    scorer = hl.model.with_flips(hl.model.network_of(model)) if hl.model.is_flipping(model) else hl.model.network_of(model)
+    network_alone = hl.model.network_of(model)
+    scorer = hl.model.with_flips(network_alone) if hl.model.is_flipping(model) else network_alone
     cells = hl.cache.crops(records, hl.model.network_size(model))
     labels = hl.data.labels_of(records)
     curve = []

@@ -160,7 +160,8 @@ def training_time(choice: dict) -> str:
 def readme_table(results: dict) -> str:
     """The README's rows: each choice on the other lab's held-out cells and on Kaggle TEST."""
     by = {c["trained on"]: c for c in results["choices"]}
-    rows = [(f"PBC test cells ({by['Kaggle only']['scores']['PBC test']['n_originals']}, never trained on)", "PBC test"),
+    cells = by["Kaggle only"]["scores"]["PBC test"]["n_originals"]
+    rows = [(f"PBC test cells ({cells}, never trained on)", "PBC test"),
             ("Kaggle TEST", "Kaggle TEST")]
     lines = ["| trained on | " + " | ".join(map(column, by.values())) + " |", "|---|" + "---|" * len(by)]
     for label, key in rows:
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                 "Kaggle TEST": hl.data.cap_per_class(ds.test, config.per_class, config.seed),
                 "PBC test": pbc_test}
     foreign = {**hl.labs.foreign_images(n=16, seed=0), **natural_photos()}
-    results = {"date": time.strftime("%Y-%m-%d"), "command": "make benchmark-labs" + (" ARGS=--quick" if args.quick else ""),
+    command = "make benchmark-labs" + (" ARGS=--quick" if args.quick else "")
+    results = {"date": time.strftime("%Y-%m-%d"), "command": command,
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, Python {platform.python_version()}",
                "config": config.to_dict(), "choices": []}
     kaggle_model = args.kaggle_model or BUILD / "Kaggle-only.keras"

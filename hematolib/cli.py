@@ -223,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flips", action="store_true",
                    help="predict from the image as it is, not the mean over four flipped views")
     p.add_argument("--holdout", action="store_true",
-                   help=f"hold {defaults.val_fraction * 100:.0f}%% of the TRAIN cells out and report validation on them "
-                        "(default: train on every cell with the same recipe)")
+                   help=f"hold {defaults.val_fraction * 100:.0f}%% of the TRAIN cells out and report validation "
+                        "on them (default: train on every cell with the same recipe)")
     p.add_argument("--labs", choices=("auto", "kaggle", "both"), default="auto",
                    help="train on the Kaggle lab's cells, or on those and the second lab's (PBC: HEMATO_PBC "
                         "or data/pbc, from `download --dataset pbc`); auto, the default: both when the second "

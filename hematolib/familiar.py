@@ -4,9 +4,10 @@ cells' features, with its threshold calibrated on validation cells.
 The distance is Mahalanobis's under a probabilistic PCA of the training features: how many
 standard deviations an image's features lie from the training cells' along the top principal
 directions, plus what lies outside them, measured against the little the training cells vary
-there (another lab's images often differ in directions the training cells never moved in). The threshold is the distance that a share `quantile` of validation images stay
-under, so by construction about 1 - quantile of new cells from the same labs are flagged. A model
-with no validation cells (a refit) takes it from its own training cells instead, each fold of them
+there (another lab's images often differ in directions the training cells never moved in). The
+threshold is the distance that a share `quantile` of validation images stay under, so by
+construction about 1 - quantile of new cells from the same labs are flagged. A model with no
+validation cells (a refit) takes it from its own training cells instead, each fold of them
 measured against the others (`cross_fit`).
 """
 

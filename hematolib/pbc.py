@@ -116,7 +116,8 @@ def verify_files(root: Path, expected: dict[str, tuple[str, int]], what: str, hi
                 problems.append(f"{rel}: not in the manifest")
     if problems:
         raise DownloadError(f"{what} does not match the manifest ({len(problems)} problem(s)): "
-                            + "; ".join(problems[:8]) + ("; ..." if len(problems) > 8 else "") + (f". {hint}" if hint else "."))
+                            + "; ".join(problems[:8]) + ("; ..." if len(problems) > 8 else "")
+                            + (f". {hint}" if hint else "."))
 
 
 def default_target() -> Path:

@@ -100,7 +100,8 @@ def run(ds: Dataset, config: Config, out: str | Path | None = None, verbose: int
     if second_lab:
         from .pbc import CREDIT
 
-        lab_train, lab_val, lab_test = split_cells(cap_per_class(second_lab, config.per_class, config.seed), config.seed)
+        lab = cap_per_class(second_lab, config.per_class, config.seed)
+        lab_train, lab_val, lab_test = split_cells(lab, config.seed)
         train, val = (train + lab_train, val + lab_val) if val else (train + lab_train + lab_val, val)
         credits = [CREDIT]
     trained = fit(train, val, config, verbose=verbose, callbacks=callbacks)
@@ -257,7 +258,8 @@ def refit(ds: Dataset, config: Config, held_out: Report, fine_tuned: bool = True
     final = refit_config(config if fine_tuned else Config.from_dict(config.to_dict(), fine_tune_epochs=0))
     cells, _ = split(ds, final)
     trained = fit(cells, [], final, verbose=verbose)
-    return trained.model, model_info(final, ds, cells, {"VALIDATION": held_out}), familiarity_of(trained.model, cells, [])
+    info = model_info(final, ds, cells, {"VALIDATION": held_out})
+    return trained.model, info, familiarity_of(trained.model, cells, [])
 
 
 def familiarity_of(model, train: Sequence, val: Sequence):

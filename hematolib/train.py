@@ -138,6 +138,7 @@ def fine_tune(model, train: Sequence[ImageRecord], val: Sequence[ImageRecord], c
                     loss=loss(config), metrics=["accuracy"])
     fit = trainer.fit(pipeline(model, train, config, shuffle=True),
                       validation_data=pipeline(model, val, config) if val else None,
-                      epochs=config.fine_tune_epochs, shuffle=False, class_weight=class_weights(labels_of(train), len(config.class_names)),
+                      epochs=config.fine_tune_epochs, shuffle=False,
+                      class_weight=class_weights(labels_of(train), len(config.class_names)),
                       callbacks=[*([Progress("fine-tuning")] if verbose else []), *callbacks], verbose=0)
     return History("fine_tune", fit.history)
