@@ -5,16 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 
+CHANNEL_GAIN, CHANNEL_SHIFT = 0.3, 25.0  # the channel jitter of a model trained on one lab (Config.channel_jitter)
+
+
 def make_augmenter(flip: bool = True, rotation: float = 20 / 360, zoom: float = 0.15, translation: float = 0.1,
-                   contrast: float = 0.2, brightness: float = 0.15, hue: float = 0.04, seed: int | None = None):
+                   contrast: float = 0.2, brightness: float = 0.15, hue: float = 0.04, seed: int | None = None,
+                   channel_jitter: bool = False):
     """A keras.Sequential of random layers for float RGB images in 0..255, (batch, H, W, 3).
 
     rotation is a fraction of a full turn (20/360 = up to 20 degrees), as in keras.layers.RandomRotation.
     Stain colour differs between labs, so hue and brightness jitter matter as much as geometry.
+    channel_jitter: last, each channel's colour moved on its own (`layers.ChannelJitter`, by
+    CHANNEL_GAIN and CHANNEL_SHIFT), so that a model of one lab leans less on that lab's stain.
     Active only when called with training=True.
     """
     import keras
     from keras import layers
+
+    from .layers import ChannelJitter
 
     parts = [layers.RandomFlip("horizontal_and_vertical", seed=seed)] if flip else []
     parts += [layers.RandomRotation(rotation, fill_mode="reflect", seed=seed),
@@ -24,6 +32,8 @@ def make_augmenter(flip: bool = True, rotation: float = 20 / 360, zoom: float = 
               layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed)]
     if hue:
         parts.append(layers.RandomHue(hue, value_range=(0, 255), seed=seed))
+    if channel_jitter:
+        parts.append(ChannelJitter(CHANNEL_GAIN, CHANNEL_SHIFT, seed=seed))
     return keras.Sequential(parts, name="augment")
 
 

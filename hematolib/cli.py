@@ -39,7 +39,7 @@ def cmd_train(args) -> int:
     """Train the default recipe and save the model: on every TRAIN cell, unless --holdout."""
     from .data import DataNotFoundError
     from .pbc import SPLIT, find_pbc_dir, open_pbc
-    from .recipe import both_labs_config, refit_config, run
+    from .recipe import both_labs_config, one_lab_config, refit_config, run
     from .train import set_seed
 
     second_lab = None
@@ -59,6 +59,8 @@ def cmd_train(args) -> int:
                     seed=args.seed)
     if second_lab and args.image_size is None:
         config = both_labs_config(config)
+    if not second_lab:
+        config = one_lab_config(config)
     if not args.holdout:
         config = refit_config(config)
     set_seed(config.seed)
@@ -228,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labs", choices=("auto", "kaggle", "both"), default="auto",
                    help="train on the Kaggle lab's cells, or on those and the second lab's (PBC: HEMATO_PBC "
                         "or data/pbc, from `download --dataset pbc`); auto, the default: both when the second "
-                        "lab's images are there (docs/second-lab.md)")
+                        "lab's images are there (docs/second-lab.md). On the Kaggle lab alone, each colour channel is "
+                        "jittered in training, so the model leans less on that lab's stain")
     p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)

@@ -38,6 +38,7 @@ class Config:
     # The learning rate rises linearly from zero over warmup_epochs (at most half of the fine-tuning),
     # then follows a cosine down to zero at the last step; the last epoch is kept.
     warmup_epochs: float = 1.0
+    channel_jitter: bool = False  # fine-tuning moves each colour channel at random (augment.make_augmenter)
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
 
     def __post_init__(self):

@@ -1,4 +1,5 @@
-"""The kit's own Keras layers: the white-cell crop and the four-view average.
+"""The kit's own Keras layers: the white-cell crop, the four-view average, and a training-only
+colour jitter per channel.
 
 Registered with Keras's serialisation (package "hematolib"), so a saved model that uses them
 loads with `keras.models.load_model` once this module is imported (`hl.model_file.load` imports it).
@@ -68,3 +69,31 @@ class FlipMean(keras.layers.Layer):
 
     def compute_output_shape(self, shape):
         return (None if shape[0] is None else shape[0] // 4, shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="hematolib")
+class ChannelJitter(keras.layers.Layer):
+    """Random colour per channel, in training only: images (batch, H, W, 3), RGB 0..255, each
+    channel's deviation from the image's mean in it scaled by a factor drawn from 1 - gain to
+    1 + gain, then shifted by a level drawn from -shift to +shift; clipped to 0..255."""
+
+    def __init__(self, gain: float = 0.3, shift: float = 25.0, seed: int | None = None, **kwargs):
+        kwargs.setdefault("name", "channel_jitter")
+        super().__init__(**kwargs)
+        self.gain, self.shift, self.seed = float(gain), float(shift), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training:
+            return images
+        per_channel = (ops.shape(images)[0], 1, 1, 3)
+        gain = keras.random.uniform(per_channel, 1 - self.gain, 1 + self.gain, seed=self.seed_generator)
+        shift = keras.random.uniform(per_channel, -self.shift, self.shift, seed=self.seed_generator)
+        mean = ops.mean(images, axis=(1, 2), keepdims=True)
+        return ops.clip((images - mean) * gain + mean + shift, 0.0, 255.0)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "gain": self.gain, "shift": self.shift, "seed": self.seed}

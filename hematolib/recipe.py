@@ -76,7 +76,8 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
     seconds["head"] = time.perf_counter() - start
     if config.fine_tune_epochs:
         start = time.perf_counter()
-        augment = augment if augment is not None else make_augmenter(seed=config.seed)
+        augment = augment if augment is not None else make_augmenter(seed=config.seed,
+                                                                      channel_jitter=config.channel_jitter)
         histories.append(fine_tune(model, train, val, config, augment=augment, verbose=verbose,
                                    callbacks=callbacks))
         seconds["fine-tuning"] = time.perf_counter() - start
@@ -279,12 +280,19 @@ def fine_tune_further(model, train: Sequence, config: Config, epochs: int, verbo
     from .augment import make_augmenter
 
     further = Config.from_dict(config.to_dict(), fine_tune_epochs=epochs)
-    return fine_tune(model, train, [], further, augment=make_augmenter(seed=config.seed), verbose=verbose)
+    augment = make_augmenter(seed=config.seed, channel_jitter=config.channel_jitter)
+    return fine_tune(model, train, [], further, augment=augment, verbose=verbose)
 
 
 def both_labs_config(config: Config) -> Config:
     """`config` for training on both labs from the start: the same recipe at `BOTH_LABS_IMAGE_SIZE`."""
     return Config.from_dict(config.to_dict(), image_size=BOTH_LABS_IMAGE_SIZE)
+
+
+def one_lab_config(config: Config) -> Config:
+    """`config` for a model of the Kaggle lab alone from `python -m hematolib train`: the same recipe
+    with each colour channel jittered in training (`augment.make_augmenter(channel_jitter=True)`)."""
+    return Config.from_dict(config.to_dict(), channel_jitter=True)
 
 
 def refit_config(config: Config) -> Config:

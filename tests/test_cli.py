@@ -62,9 +62,10 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
     from hematolib.pbc import SPLIT
 
     seen, outs = [], []
-    sizes = []
+    sizes, jitter = [], []
     monkeypatch.setattr(recipe, "run", lambda ds, config, **kwargs: seen.append(kwargs["second_lab"])
-                        or outs.append(kwargs["out"]) or sizes.append(config.image_size) or 1 / 0)
+                        or outs.append(kwargs["out"]) or sizes.append(config.image_size)
+                        or jitter.append(config.channel_jitter) or 1 / 0)
     monkeypatch.setattr(cli, "_dataset", lambda args: None)
     monkeypatch.setenv("HEMATO_MODELS", str(tmp_path / "models"))
     pbc = tmp_path / "pbc"
@@ -80,6 +81,7 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
     # each saved under its own name, so that the widget and predict can prefer the two-lab model
     assert [o.name for o in outs] == ["hematovision_two_labs.keras"] * 2 + ["hematovision.keras"]
     assert sizes == [160, 160, 128]  # both labs from the start at the larger input, the Kaggle lab at its own
+    assert jitter == [False, False, True]  # a model of one lab has its colour channels jittered in training
     with pytest.raises(ZeroDivisionError):
         cli.cmd_train(cli.build_parser().parse_args(["train", "--labs", "both", "--image-size", "96"]))
     assert sizes.pop() == 96 and outs.pop().name == "hematovision_two_labs.keras" and seen.pop() == seen[0]
@@ -91,7 +93,7 @@ def test_train_on_both_labs_adds_the_second_labs_cells_or_says_how_to_get_them(m
     monkeypatch.setattr("hematolib.pbc.default_target", lambda: tmp_path / "nowhere")
     with pytest.raises(ZeroDivisionError):
         cli.cmd_train(cli.build_parser().parse_args(["train"]))
-    assert seen[3] is None and "training on the Kaggle lab alone" in capsys.readouterr().out
+    assert seen[3] is None and "training on the Kaggle lab alone" in capsys.readouterr().out and jitter[-1]
     monkeypatch.setenv("HEMATO_PBC", str(tmp_path / "nowhere"))
     assert cli.main(["train", "--labs", "both"]) == 2
 

@@ -602,3 +602,20 @@ def test_a_model_trained_because_none_was_saved_never_reads_test(synthetic_root,
     model, info = recipe.load_or_train(tmp_path / "m.keras", load_dataset(synthetic_root), quick)
     assert scored == ["VALIDATION"] and set(info.metrics) == {"VALIDATION"}
     assert (tmp_path / "m.keras").exists() and mdl.is_cropping(model)
+
+
+def test_the_recipe_jitters_colour_channels_when_its_config_says_so(monkeypatch):
+    from hematolib import recipe
+
+    layers_seen = []
+    monkeypatch.setattr(mdl, "build", lambda **kwargs: "model")
+    monkeypatch.setattr(cache, "features", lambda model, records: None)
+    monkeypatch.setattr(recipe, "fit_head", lambda *args, **kwargs: "head")
+    monkeypatch.setattr(recipe, "fine_tune", lambda model, train, val, config, augment, **kwargs:
+                        layers_seen.append([type(layer).__name__ for layer in augment.layers]))
+    for jitter in (False, True):
+        config = Config(fine_tune_epochs=1, channel_jitter=jitter)
+        recipe.fit([], [], config, verbose=0)
+        recipe.fine_tune_further("model", [], config, epochs=1, verbose=0)
+    assert ["ChannelJitter" in names for names in layers_seen] == [False, False, True, True]
+    assert recipe.one_lab_config(Config()).channel_jitter and not recipe.both_labs_config(Config()).channel_jitter
