@@ -77,11 +77,13 @@ def image_names(records) -> list[str]:
 
 
 def kept_fold(path: Path, config: Config, val) -> dict | None:
-    """The fold kept at `path`, if the same recipe scored the same images; else None (it runs again)."""
+    """The fold kept at `path`, if the same recipe scored the same images; else None (it runs again).
+    A setting added to Config since the fold ran counts at its default."""
     if not path.exists():
         return None
     fold = json.loads(path.read_text())
-    return fold if fold["config"] == config.to_dict() and fold["images_scored"] == image_names(val) else None
+    same_recipe = Config.from_dict(fold["config"]).to_dict() == config.to_dict()
+    return fold if same_recipe and fold["images_scored"] == image_names(val) else None
 
 
 def run_fold(i: int, k: int, train, val, config: Config, folds_dir: Path, score=train_and_score) -> dict:

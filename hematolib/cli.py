@@ -36,7 +36,8 @@ def cmd_explore(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """Train the default recipe and save the model: on every TRAIN cell, unless --holdout."""
+    """Train the default recipe and save the model: on every TRAIN cell, unless --holdout; on one lab,
+    with the colour channels jittered while fine-tuning (`recipe.one_lab_config`)."""
     from .data import DataNotFoundError
     from .pbc import SPLIT, find_pbc_dir, open_pbc
     from .recipe import both_labs_config, one_lab_config, refit_config, run
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the Kaggle lab's cells, or on those and the second lab's (PBC: HEMATO_PBC "
                         "or data/pbc, from `download --dataset pbc`); auto, the default: both when the second "
                         "lab's images are there (docs/second-lab.md). On the Kaggle lab alone, each colour channel is "
-                        "jittered in training, so the model leans less on that lab's stain")
+                        "jittered while fine-tuning, so the model leans less on that lab's stain")
     p.add_argument("--per-class", type=int, default=None, help="cap on images per class (quick runs)")
     p.add_argument("--epochs", type=int, default=defaults.head_epochs, help="head epochs")
     p.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)

@@ -67,6 +67,13 @@ def test_a_second_run_keeps_the_finished_folds_instead_of_training_them_again(cv
     second, _ = cv.cross_validate(ds, Config(), k=3, folds_dir=tmp_path, score=again)
     assert again.calls == 0
     assert second["pooled"]["accuracy"] == first["pooled"]["accuracy"]
+    for fold in tmp_path.glob("fold-*.json"):  # kept before a setting was added to Config: kept still
+        kept = json.loads(fold.read_text())
+        fold.write_text(json.dumps({**kept, "config": {k: v for k, v in kept["config"].items() if k != "channel_jitter"}}))
+    cv.cross_validate(ds, Config(), k=3, folds_dir=tmp_path, score=again)
+    assert again.calls == 0
+    cv.cross_validate(ds, Config(channel_jitter=True), k=3, folds_dir=tmp_path, score=again)
+    assert again.calls == 3
 
 
 def test_a_kept_fold_of_another_recipe_or_other_images_is_trained_again(cv, ds, tmp_path):

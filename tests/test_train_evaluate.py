@@ -617,5 +617,6 @@ def test_the_recipe_jitters_colour_channels_when_its_config_says_so(monkeypatch)
         config = Config(fine_tune_epochs=1, channel_jitter=jitter)
         recipe.fit([], [], config, verbose=0)
         recipe.fine_tune_further("model", [], config, epochs=1, verbose=0)
-    assert ["ChannelJitter" in names for names in layers_seen] == [False, False, True, True]
+    # fine-tuning further on both labs never jitters: that path lost the first lab's cells
+    assert ["ChannelJitter" in names for names in layers_seen] == [False, False, True, False]
     assert recipe.one_lab_config(Config()).channel_jitter and not recipe.both_labs_config(Config()).channel_jitter
