@@ -281,7 +281,7 @@ def fine_tune_further(model, train: Sequence, config: Config, epochs: int, verbo
     repeatable run."""
     from .augment import make_augmenter
 
-    further = Config.from_dict(config.to_dict(), fine_tune_epochs=epochs, channel_jitter=False)
+    further = Config.from_dict(config.to_dict(), fine_tune_epochs=epochs)
     return fine_tune(model, train, [], further, augment=make_augmenter(seed=config.seed), verbose=verbose)
 
 
