@@ -1,6 +1,7 @@
-"""`make benchmark-labs`: a model trained on the Kaggle lab alone, that model fine-tuned further on
-both labs (Kaggle and PBC; notebook 06's two-lab model), and one trained on both labs from the
-start, each scored on validation and held-out cells of both labs, with the share of images each
+"""`make benchmark-labs`: a model trained on the Kaggle lab alone (the course's recipe, and the same
+with its colour channels jittered, as `python -m hematolib train --labs kaggle` trains it), the
+first fine-tuned further on both labs (Kaggle and PBC; notebook 06's two-lab model), and one trained
+on both labs from the start, each scored on validation and held-out cells of both labs, with the share of images each
 flags as unlike its training cells.
 
 Each runs the kit's default recipe with a fifth of each lab's cells held out for validation
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,8 @@ from hematolib.config import BOTH_LABS_IMAGE_SIZE, PROJECT_DIR, Config
 RESULTS = PROJECT_DIR / "benchmarks" / "second-lab.json"
 BUILD = PROJECT_DIR / "build" / "benchmark"  # the models it trains
 FURTHER = "Kaggle, then both labs"  # the Kaggle-only model fine-tuned further on both labs: notebook 06's
+JITTERED = "Kaggle only, colours jittered"  # python -m hematolib train --labs kaggle's recipe
+TWO_LABS = (FURTHER, "both labs")  # the choices that train on the second lab's cells too
 DOCS = (PROJECT_DIR / "docs" / "second-lab.md", PROJECT_DIR / "docs" / "model-card.md")
 MARKERS = ("<!-- second-lab -->", "<!-- /second-lab -->")
 README = PROJECT_DIR / "README.md"
@@ -114,14 +118,21 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
     if trained_model is None and further_from is None:
         info = hl.recipe.model_info(config, ds, train, {})
         info.metrics["train_seconds"] = seconds
-        hl.model_file.save(model, BUILD / f"{name.replace(' ', '-')}.keras",
+        hl.model_file.save(model, saved_as(name),
                            info, extras=hl.familiar.as_extras(familiarity))
     return out
 
 
+def saved_as(name: str) -> Path:
+    """Where the benchmark saves the model a choice trains: build/benchmark/Kaggle-only.keras, ..."""
+    return BUILD / (re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") + ".keras")
+
+
 def recipes(config: Config) -> dict[str, Config]:
-    """Each choice's recipe: `config`, and `config` at the larger input for both labs from the start."""
-    return {"Kaggle only": config, FURTHER: config, "both labs": hl.recipe.both_labs_config(config)}
+    """Each choice's recipe: `config`; `config` with its colour channels jittered for the Kaggle lab
+    alone, as the CLI trains it; and `config` at the larger input for both labs from the start."""
+    return {"Kaggle only": config, JITTERED: hl.recipe.one_lab_config(config), FURTHER: config,
+            "both labs": hl.recipe.both_labs_config(config)}
 
 
 def markdown(results: dict) -> str:
@@ -215,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {"date": time.strftime("%Y-%m-%d"), "command": command,
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, Python {platform.python_version()}",
                "config": config.to_dict(), "choices": []}
-    kaggle_model = args.kaggle_model or BUILD / "Kaggle-only.keras"
-    for (name, recipe), tr, va in zip(recipes(config).items(), (train, train + pbc_train, train + pbc_train),
-                                      (val, val + pbc_val, val + pbc_val)):
+    kaggle_model = args.kaggle_model or saved_as("Kaggle only")
+    for name, recipe in recipes(config).items():
+        tr, va = (train + pbc_train, val + pbc_val) if name in TWO_LABS else (train, val)
         print(f"== trained on {name}", flush=True)
         given = {"Kaggle only": args.kaggle_model, "both labs": args.both_model}.get(name)
         further = kaggle_model if name == FURTHER else None

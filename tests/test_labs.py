@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hematolib import labs
+from hematolib.recipe import one_lab_config
 from hematolib.config import BOTH_LABS_IMAGE_SIZE, Config
 from hematolib.data import ImageRecord
 from tests.helpers import ROOT, load_script
@@ -96,11 +97,24 @@ def test_features_of_images_of_any_size_come_one_row_each():
     assert labs.image_features(model, images).shape == (3, 1280)
 
 
-def test_the_benchmark_trains_both_labs_from_the_start_at_the_larger_input_as_the_cli_does():
+def test_the_benchmark_trains_each_choice_as_the_kit_does():
     second_lab = load_script("benchmarks/second_lab.py")
-    sizes = {name: recipe.image_size for name, recipe in second_lab.recipes(Config()).items()}
-    assert sizes == {"Kaggle only": 128, "Kaggle, then both labs": 128, "both labs": BOTH_LABS_IMAGE_SIZE}
+    recipes = second_lab.recipes(Config())
+    sizes = {name: recipe.image_size for name, recipe in recipes.items()}
+    assert sizes == {"Kaggle only": 128, "Kaggle only, colours jittered": 128, "Kaggle, then both labs": 128,
+                     "both labs": BOTH_LABS_IMAGE_SIZE}
     assert BOTH_LABS_IMAGE_SIZE != Config().image_size
+    # the course's recipe plain; python -m hematolib train --labs kaggle's with the jitter, as the CLI builds it
+    assert [name for name, recipe in recipes.items() if recipe.channel_jitter] == ["Kaggle only, colours jittered"]
+    assert recipes["Kaggle only, colours jittered"] == one_lab_config(Config())
+    assert second_lab.TWO_LABS == ("Kaggle, then both labs", "both labs")
+
+
+def test_each_choice_saves_its_model_under_its_own_plain_file_name():
+    second_lab = load_script("benchmarks/second_lab.py")
+    names = [second_lab.saved_as(name).name for name in second_lab.recipes(Config())]
+    assert names == ["Kaggle-only.keras", "Kaggle-only-colours-jittered.keras", "Kaggle-then-both-labs.keras",
+                     "both-labs.keras"]
 
 
 def test_the_results_name_a_model_inside_the_project_from_the_project_folder(tmp_path):
@@ -126,6 +140,7 @@ def test_the_readme_rows_of_the_second_lab_come_from_its_figures():
     if published is not None:  # what the README shows is what the figures say
         readme = (ROOT / "README.md").read_text()
         assert second_lab.readme_table(published) in readme
-        assert [c["image_size"] for c in published["choices"]] == [128, 128, BOTH_LABS_IMAGE_SIZE]
+        sizes = {c["trained on"]: c["image_size"] for c in published["choices"]}
+        assert sizes == {name: recipe.image_size for name, recipe in second_lab.recipes(Config()).items()}
         for doc in ("second-lab.md", "model-card.md"):
             assert second_lab.markdown(published) in (ROOT / "docs" / doc).read_text()
