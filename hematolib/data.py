@@ -115,8 +115,9 @@ def _list_split(split_dir: Path, split: str, originals: dict[str, tuple[int, str
         class_dir = split_dir / class_name
         files = sorted(p for p in class_dir.iterdir()
                        if not p.name.startswith(".") and p.name.lower() not in _IGNORED_FILES)
-        images = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        strays += [p for p in files if p not in images]
+        is_image = {p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in files}
+        images = [p for p in files if is_image[p]]
+        strays += [p for p in files if not is_image[p]]
         if not images:
             raise DatasetLayoutError(f"{class_dir}: the class folder has no images "
                                      f"(expected *.jpeg files{'; found ' + strays[-1].name if strays else ''}).")

@@ -55,12 +55,12 @@ class Trained:
     seconds: dict[str, float]
 
 
-def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: int = 1,
+def fit(train: Sequence, val: Sequence, config: Config, verbose: int = 1,
         callbacks: Sequence = ()) -> Trained:
     """The recipe's training, and nothing else (no TEST): a new model, the head on its cached
-    features, then fine-tuning with augmentation (`augment`, default hl.augment.make_augmenter's) if
-    `config.fine_tune_epochs`. `val` may be empty (a refit). Seed first (`train.set_seed`) for a
-    repeatable run. callbacks: extra Keras callbacks for the fine-tuning stage."""
+    features, then fine-tuning with `config`'s augmentation (hl.augment.make_augmenter, with the
+    channel jitter if `config.channel_jitter`) if `config.fine_tune_epochs`. `val` may be empty (a
+    refit). Seed first (`train.set_seed`) for a repeatable run. callbacks: extra Keras callbacks for the fine-tuning stage."""
     from . import cache
     from . import model as mdl
     from .augment import make_augmenter
@@ -76,8 +76,7 @@ def fit(train: Sequence, val: Sequence, config: Config, augment=None, verbose: i
     seconds["head"] = time.perf_counter() - start
     if config.fine_tune_epochs:
         start = time.perf_counter()
-        augment = augment if augment is not None else make_augmenter(seed=config.seed,
-                                                                      channel_jitter=config.channel_jitter)
+        augment = make_augmenter(seed=config.seed, channel_jitter=config.channel_jitter)
         histories.append(fine_tune(model, train, val, config, augment=augment, verbose=verbose,
                                    callbacks=callbacks))
         seconds["fine-tuning"] = time.perf_counter() - start
