@@ -60,7 +60,8 @@ def fit(train: Sequence, val: Sequence, config: Config, verbose: int = 1,
     """The recipe's training, and nothing else (no TEST): a new model, the head on its cached
     features, then fine-tuning with `config`'s augmentation (hl.augment.make_augmenter, with the
     channel jitter if `config.channel_jitter`) if `config.fine_tune_epochs`. `val` may be empty (a
-    refit). Seed first (`train.set_seed`) for a repeatable run. callbacks: extra Keras callbacks for the fine-tuning stage."""
+    refit). Seed first (`train.set_seed`) for a repeatable run. callbacks: extra Keras callbacks for
+    the fine-tuning stage."""
     from . import cache
     from . import model as mdl
     from .augment import make_augmenter
