@@ -81,18 +81,17 @@ def trained_by_recipe(path: Path, train, config: Config):
 
 def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreign: dict,
                trained_model: Path | None = None, further_from: Path | None = None,
-               further_epochs: int = hl.recipe.FURTHER_EPOCHS, further_on: list | None = None) -> dict:
+               further_epochs: int = hl.recipe.FURTHER_EPOCHS) -> dict:
     """Train the recipe on `train` (validated on `val`), or take `trained_model` (a model the same
     recipe trained on the same cells, as the course's notebooks 03-04 do), or fine-tune the model
-    at `further_from` for `further_epochs` more epochs on `further_on` (notebook 06's balanced mix of
-    `train`); then score every set and the flags, calibrated on `train` and `val`."""
+    at `further_from` for `further_epochs` more epochs on `train` (notebook 06); then score
+    every set and the flags."""
     seconds = None
-    further_on = train if further_on is None else further_on
     if further_from is not None:
         hl.train.set_seed(config.seed)  # then load, as notebook 06 does: the same model for the same seed
         model, _ = hl.model_file.load(further_from)
         start = time.perf_counter()
-        hl.recipe.fine_tune_further(model, further_on, config, epochs=further_epochs)
+        hl.recipe.fine_tune_further(model, train, config, epochs=further_epochs)
         seconds = time.perf_counter() - start
     elif trained_model is not None:
         model, seconds = trained_by_recipe(trained_model, train, config)
@@ -102,8 +101,7 @@ def run_choice(name: str, ds, train, val, config: Config, held_out: dict, foreig
         model = hl.recipe.fit(train, val, config, verbose=1).model
         seconds = time.perf_counter() - start
     familiarity = hl.familiar.of_model(model, train, val)
-    out = {"trained on": name, "image_size": config.image_size,
-           "train_images": len(further_on if further_from else train), "train_seconds": seconds,
+    out = {"trained on": name, "image_size": config.image_size, "train_images": len(train), "train_seconds": seconds,
            "trained_by": shown(trained_model) if trained_model else "benchmarks/second_lab.py"
                          + (f", from {shown(further_from)}" if further_from else ""),
            "further_epochs": further_epochs if further_from else 0,
@@ -234,10 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== trained on {name}", flush=True)
         given = {"Kaggle only": args.kaggle_model, "both labs": args.both_model}.get(name)
         further = kaggle_model if name == FURTHER else None
-        mix = hl.labs.balanced(train, pbc_train, seed=config.seed) if further else None   # as notebook 06
         results["choices"].append(run_choice(name, ds, tr, va, recipe, held_out, foreign, given, further,
-                                             further_epochs=1 if args.quick else hl.recipe.FURTHER_EPOCHS,
-                                             further_on=mix))
+                                             further_epochs=1 if args.quick else hl.recipe.FURTHER_EPOCHS))
     table = markdown(results)
     print(table)
     if not args.quick:

@@ -7,8 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .config import CLASS_NAMES
-from .data import ImageRecord, cap_per_class, labels_of
+from .data import ImageRecord, labels_of
 from .splits import split_by_original
 
 
@@ -18,19 +17,6 @@ def split_cells(records: Sequence[ImageRecord], seed: int = 0
     rest, test = split_by_original(records, 0.2, seed)
     train, val = split_by_original(rest, 0.25, seed)
     return train, val, test
-
-
-def balanced(first_lab: Sequence[ImageRecord], second_lab: Sequence[ImageRecord], seed: int = 0
-             ) -> list[ImageRecord]:
-    """Both labs' training images, the first lab's capped in each class at the second lab's number of
-    that class (spread over all its cells, `data.cap_per_class`), so each lab is half of every epoch."""
-    counts = np.bincount(labels_of(second_lab), minlength=len(CLASS_NAMES))
-    if not counts.all():
-        missing = ", ".join(CLASS_NAMES[i] for i in np.flatnonzero(counts == 0))
-        raise ValueError(f"The second lab has no training images of {missing}: nothing to balance against.")
-    first = [r for label, n in enumerate(counts)
-             for r in cap_per_class([r for r in first_lab if r.label == label], int(n), seed)]
-    return first + list(second_lab)
 
 
 def accuracy(head, features: np.ndarray, records: Sequence[ImageRecord]) -> float:

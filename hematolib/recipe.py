@@ -18,7 +18,7 @@ from .splits import split_by_original
 from .train import History, fine_tune, fit_head
 
 QUICK = Config(per_class=60, head_epochs=10, fine_tune_epochs=0)  # about a minute on a laptop CPU
-FURTHER_EPOCHS = 8  # notebook 06's fine-tuning of the course's model on both labs' balanced mix (fine_tune_further)
+FURTHER_EPOCHS = 3  # notebook 06's fine-tuning of the course's model on both labs (fine_tune_further)
 
 
 @dataclass
