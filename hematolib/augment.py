@@ -37,6 +37,15 @@ def make_augmenter(flip: bool = True, rotation: float = 20 / 360, zoom: float = 
     return keras.Sequential(parts, name="augment")
 
 
+def describe(augmenter) -> dict[str, dict]:
+    """Each random layer of `augmenter` by its class, with its ranges and seed: what a saved model
+    records of the augmentation it was fine-tuned through (`model_file.ModelInfo.augmentation`)."""
+    plumbing = {"name", "trainable", "dtype", "data_format"}
+    return {type(layer).__name__: {k: list(v) if isinstance(v, tuple) else v
+                                   for k, v in layer.get_config().items() if k not in plumbing}
+            for layer in augmenter.layers}
+
+
 def examples(augmenter, image: np.ndarray, n: int = 8) -> list[np.ndarray]:
     """`n` augmented versions of one RGB image (H, W, 3); the first is the original."""
     x = np.repeat(np.asarray(image, dtype=np.float32)[None], n - 1, axis=0)

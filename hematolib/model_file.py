@@ -39,6 +39,7 @@ class ModelInfo:
     config: dict[str, Any] = field(default_factory=dict)
     credits: list[str] = field(default_factory=list)  # of the datasets it was trained on, with their licences
     further_training: str = ""  # what trained it after `config`'s recipe, if anything
+    augmentation: dict[str, Any] = field(default_factory=dict)  # the random layers it was fine-tuned through
     created: str = ""
     format_version: int = FORMAT_VERSION
 

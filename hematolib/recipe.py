@@ -64,7 +64,6 @@ def fit(train: Sequence, val: Sequence, config: Config, verbose: int = 1,
     the fine-tuning stage."""
     from . import cache
     from . import model as mdl
-    from .augment import make_augmenter
 
     seconds: dict[str, float] = {}
     model = mdl.build(alpha=config.alpha, image_size=config.image_size, dropout=config.dropout,
@@ -77,8 +76,7 @@ def fit(train: Sequence, val: Sequence, config: Config, verbose: int = 1,
     seconds["head"] = time.perf_counter() - start
     if config.fine_tune_epochs:
         start = time.perf_counter()
-        augment = make_augmenter(seed=config.seed, channel_jitter=config.channel_jitter)
-        histories.append(fine_tune(model, train, val, config, augment=augment, verbose=verbose,
+        histories.append(fine_tune(model, train, val, config, augment=augmenter(config), verbose=verbose,
                                    callbacks=callbacks))
         seconds["fine-tuning"] = time.perf_counter() - start
     return Trained(model, histories, seconds)
@@ -227,6 +225,14 @@ def save_if_better(model, path: str | Path, info, metric: str | Sequence[str] = 
     return True, f"Saved {path} ({what} accuracy {new_accuracy:.1%}).{aside}"
 
 
+def augmenter(config: Config):
+    """The random layers the recipe fine-tunes through: `augment.make_augmenter` at `config.seed`,
+    with the channel jitter if `config.channel_jitter`."""
+    from .augment import make_augmenter
+
+    return make_augmenter(seed=config.seed, channel_jitter=config.channel_jitter)
+
+
 def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report], fine_tuned: bool = True):
     """The metadata to save with a model trained by this recipe (`fine_tuned=False`: validation kept
     the head-only model, so the metadata says no fine-tuning).
@@ -235,6 +241,7 @@ def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report], f
     given for it is the held-out run's of the same recipe, and its metrics say so.
     """
     from . import model_file
+    from .augment import describe
 
     if not fine_tuned:
         config = Config.from_dict(config.to_dict(), fine_tune_epochs=0)
@@ -243,7 +250,8 @@ def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report], f
         metrics["VALIDATION"]["estimated_by"] = REFIT_ESTIMATE
     return model_file.ModelInfo(class_names=list(config.class_names), image_size=config.image_size,
                                 alpha=config.alpha, crop=config.crop, data_fingerprint=fingerprint(train),
-                                synthetic_data=ds.synthetic, config=config.to_dict(), metrics=metrics)
+                                synthetic_data=ds.synthetic, config=config.to_dict(), metrics=metrics,
+                                augmentation=describe(augmenter(config)) if config.fine_tune_epochs else {})
 
 
 REFIT_ESTIMATE = ("the same recipe's run with these cells held out: this model trained on every TRAIN cell, "

@@ -436,6 +436,29 @@ def test_a_refit_trains_on_every_train_cell(synthetic_root):
                                                    ).metrics["VALIDATION"]
 
 
+
+def test_a_saved_model_records_the_augmentation_it_was_fine_tuned_through(synthetic_root, tmp_path, monkeypatch):
+    from hematolib import augment, recipe
+
+    ds = load_dataset(synthetic_root)
+    cells, _ = recipe.split(ds, Config())
+    plain = recipe.model_info(Config(), ds, cells, {}).augmentation
+    assert plain["RandomRotation"]["factor"] == pytest.approx([-20 / 360, 20 / 360])
+    assert plain["RandomZoom"]["height_factor"] == 0.15 and plain["RandomHue"]["seed"] == 42
+    assert "ChannelJitter" not in plain and "name" not in plain["RandomFlip"]
+    monkeypatch.setattr(augment, "CHANNEL_GAIN", 0.1)  # read off the layer trained through, not restated
+    jittered = recipe.model_info(Config(channel_jitter=True, seed=7), ds, cells, {})
+    assert jittered.augmentation["ChannelJitter"] == {"gain": 0.1, "shift": augment.CHANNEL_SHIFT, "seed": 7}
+    # no fine-tuning, no augmentation
+    assert recipe.model_info(Config(), ds, cells, {}, fine_tuned=False).augmentation == {}
+    assert recipe.model_info(Config(fine_tune_epochs=0), ds, cells, {}).augmentation == {}
+    # it travels with the model file's readable metadata, and older files without it still load
+    sidecar = tmp_path / "m.json"
+    sidecar.write_text(json.dumps(jittered.__dict__))
+    assert model_file.ModelInfo.from_dict(json.loads(sidecar.read_text()), "m").augmentation == jittered.augmentation
+    older = {k: v for k, v in jittered.__dict__.items() if k != "augmentation"}
+    assert model_file.ModelInfo.from_dict(older, "old").augmentation == {}
+
 @pytest.mark.real_data
 def test_head_on_imagenet_features_learns_the_synthetic_cells(synthetic_split, weights_dir, monkeypatch):
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(weights_dir))
