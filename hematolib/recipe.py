@@ -234,8 +234,9 @@ def augmenter(config: Config):
 
 
 def model_info(config: Config, ds: Dataset, train, reports: dict[str, Report], fine_tuned: bool = True):
-    """The metadata to save with a model trained by this recipe (`fine_tuned=False`: validation kept
-    the head-only model, so the metadata says no fine-tuning).
+    """The metadata to save with a model trained by this recipe (`fine_tuned=False`: a head-only
+    model, notebook 03's or the one validation kept, so the metadata says no fine-tuning and no
+    augmentation).
 
     A refit (`config.val_fraction` 0) has no validation cells of its own; a VALIDATION report
     given for it is the held-out run's of the same recipe, and its metrics say so.

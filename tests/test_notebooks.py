@@ -132,6 +132,7 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     assert "random split (leaky)" in build and "grouped by cell" in build and "head: epoch 3/3" in build
     head = read_info(models / "hematovision_head.keras")
     assert head.image_size == 96 and head.config["per_class"] == 24 and "VALIDATION" in head.metrics
+    assert head.config["fine_tune_epochs"] == 0 and head.augmentation == {}  # a head on cached features
     tuned = read_info(models / "hematovision.keras")  # the held-out run (REFIT is off by default)
     tuning = text_outputs(out / "04_fine_tuning.ipynb")
     assert "0 layers with weights trainable" in tuning and "52 layers with weights trainable" in tuning
@@ -140,6 +141,7 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     # redraw the saved copy would keep
     assert "\b" not in tuning and re.search(r"fine-tuning: epoch 1/1 .* s/epoch, 0 s left", tuning)
     assert tuned.config["fine_tune_epochs"] == (1 if "Keeping the fine-tuned model" in tuning else 0)
+    assert ("RandomRotation" in tuned.augmentation) == (tuned.config["fine_tune_epochs"] == 1)
     assert tuned.config["val_fraction"] == 0.2
     assert "VALIDATION" in tuned.metrics and "estimated_by" not in tuned.metrics["VALIDATION"]
     results = json.loads((models / "evaluation.json").read_text())
