@@ -106,7 +106,8 @@ def pooled(folds: list[dict], val_sets: list, config: Config, k: int, name: str)
     groups = np.concatenate([hl.data.groups_of(v) for v in val_sets])
     report = hl.evaluate.evaluate(probs, labels, groups, f"{k}-fold cross-validation")
     keep = ("cells", "images", "accuracy", "log_loss", "cells_missed", "seconds", "commit")
-    return {"name": name, "k": k, "grouping": GROUPING, "config": config.to_dict(), "augmentation": {},
+    return {"name": name, "k": k, "grouping": GROUPING, "config": config.to_dict(),
+            "augmentation": hl.augment.describe(hl.recipe.augmenter(config)) if config.fine_tune_epochs else {},
             "pooled": report.to_dict(), "folds": [{key: f.get(key) for key in keep} for f in folds]}
 
 

@@ -288,10 +288,15 @@ def fine_tune_further(model, train: Sequence, config: Config, epochs: int, verbo
     the course's model to both labs' cells. Never with the channel jitter, even for a model trained
     with it: on both labs' cells it costs the first lab's. Seed first (`train.set_seed`) for a
     repeatable run."""
+    further = Config.from_dict(config.to_dict(), fine_tune_epochs=epochs)
+    return fine_tune(model, train, [], further, augment=further_augmenter(config), verbose=verbose)
+
+
+def further_augmenter(config: Config):
+    """The random layers `fine_tune_further` trains through: `config`'s, never the channel jitter."""
     from .augment import make_augmenter
 
-    further = Config.from_dict(config.to_dict(), fine_tune_epochs=epochs)
-    return fine_tune(model, train, [], further, augment=make_augmenter(seed=config.seed), verbose=verbose)
+    return make_augmenter(seed=config.seed)
 
 
 def both_labs_config(config: Config) -> Config:

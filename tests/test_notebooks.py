@@ -155,6 +155,7 @@ def test_course_runs_and_each_notebook_produces_its_results(executed):
     two_labs = read_info(models / "hematovision_two_labs.keras")
     assert any("CC BY 4.0" in credit for credit in two_labs.credits) and two_labs.image_size == 96
     assert two_labs.further_training.endswith("both labs' training cells (epochs: 1)")
+    assert "RandomRotation" in two_labs.augmentation and "ChannelJitter" not in two_labs.augmentation
     assert {"VALIDATION", "SECOND_LAB_VALIDATION"} <= set(two_labs.metrics)
     widget = text_outputs(out / "07_classify_widget.ipynb")
     assert "cards: 2 | errors: 1" in widget and f"model: {models / 'hematovision_two_labs.keras'}" in widget

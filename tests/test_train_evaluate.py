@@ -452,6 +452,9 @@ def test_a_saved_model_records_the_augmentation_it_was_fine_tuned_through(synthe
     # no fine-tuning, no augmentation
     assert recipe.model_info(Config(), ds, cells, {}, fine_tuned=False).augmentation == {}
     assert recipe.model_info(Config(fine_tune_epochs=0), ds, cells, {}).augmentation == {}
+    # notebook 06's further fine-tuning, and what its two-lab model records of it: never the jitter
+    further = augment.describe(recipe.further_augmenter(Config(channel_jitter=True, seed=7)))
+    assert "ChannelJitter" not in further and further["RandomFlip"]["seed"] == 7
     # it travels with the model file's readable metadata, and older files without it still load
     sidecar = tmp_path / "m.json"
     sidecar.write_text(json.dumps(jittered.__dict__))
