@@ -436,7 +436,6 @@ def test_a_refit_trains_on_every_train_cell(synthetic_root):
                                                    ).metrics["VALIDATION"]
 
 
-
 def test_a_saved_model_records_the_augmentation_it_was_fine_tuned_through(synthetic_root, tmp_path, monkeypatch):
     from hematolib import augment, recipe
 
