@@ -299,6 +299,19 @@ def further_augmenter(config: Config):
     return make_augmenter(seed=config.seed)
 
 
+def further_info(config: Config, ds: Dataset, train, reports: dict[str, Report], epochs: int):
+    """The metadata of a model `fine_tune_further` took to both labs (notebook 06's two-lab model):
+    `model_info` with both datasets' credits, what the further training was, and its augmentation."""
+    from .augment import describe
+    from .pbc import CREDIT
+
+    info = model_info(config, ds, train, reports)
+    info.credits = [CREDIT, "Kaggle blood-cells (BCCD), MIT licence"]
+    info.further_training = f"notebook 04's model, fine-tuned further on both labs' training cells (epochs: {epochs})"
+    info.augmentation = describe(further_augmenter(config))
+    return info
+
+
 def both_labs_config(config: Config) -> Config:
     """`config` for training on both labs from the start: the same recipe at `BOTH_LABS_IMAGE_SIZE`."""
     return Config.from_dict(config.to_dict(), image_size=BOTH_LABS_IMAGE_SIZE)

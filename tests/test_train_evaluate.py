@@ -454,6 +454,9 @@ def test_a_saved_model_records_the_augmentation_it_was_fine_tuned_through(synthe
     # notebook 06's further fine-tuning, and what its two-lab model records of it: never the jitter
     further = augment.describe(recipe.further_augmenter(Config(channel_jitter=True, seed=7)))
     assert "ChannelJitter" not in further and further["RandomFlip"]["seed"] == 7
+    two_labs = recipe.further_info(Config(channel_jitter=True, seed=7), ds, cells, {}, epochs=3)
+    assert two_labs.augmentation == further and two_labs.further_training.endswith("(epochs: 3)")
+    assert any("CC BY 4.0" in credit for credit in two_labs.credits) and len(two_labs.credits) == 2
     # it travels with the model file's readable metadata, and older files without it still load
     sidecar = tmp_path / "m.json"
     sidecar.write_text(json.dumps(jittered.__dict__))
