@@ -126,3 +126,14 @@ def test_notebook_04s_fine_tuning_is_the_kits(small, monkeypatch, weights_dir, t
     for mine, theirs in zip(*results, strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
     assert not np.allclose(results[0][0], hl.model.network_of(start).get_weights()[0])  # the base moved
+
+
+def test_notebook_02s_augmenter_has_the_kits_layers_and_ranges():
+    import keras
+    from keras import layers
+
+    cell = cell_with("02_augmentation.ipynb", "keras.Sequential([")
+    built = [run_cells(dict(keras=keras, layers=layers, SEED=0), source)["augmenter"]
+             for source in (cell, cell.replace("20 / 360", "30 / 360"))]
+    assert structure(built[0]) == structure(hl.augment.make_augmenter())
+    assert structure(built[1]) != structure(hl.augment.make_augmenter())  # a changed range is caught

@@ -21,6 +21,12 @@ def make_augmenter(seed):
                              keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
                              keras.layers.RandomBrightness(0.15, value_range=(0, 1), seed=seed)])
 """, "pixels must stay in 0..255"),
+        Wrong("one seed for every layer", """
+def make_augmenter(seed):
+    return keras.Sequential([keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
+                             keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
+                             keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed)])
+""", "layers with the same seed draw the same random numbers"),
         Wrong("calls the kit's augmenter", """
 def make_augmenter(seed):
     return hl.augment.make_augmenter(seed=seed)
