@@ -17,8 +17,9 @@ def make_augmenter(flip: bool = True, rotation: float = 20 / 360, zoom: float = 
     Stain colour differs between labs, so hue and brightness jitter matter as much as geometry.
     channel_jitter: last, each channel's colour moved on its own (`layers.ChannelJitter`, by
     CHANNEL_GAIN and CHANNEL_SHIFT), so that a model of one lab leans less on that lab's stain.
-    seed: given to every layer as it is, so that one draw sets all of an image's transforms
-    (docs/recipe-search.md); seeding once instead (`keras.utils.set_random_seed`) draws each apart.
+    seed: given to every layer as it is, so all the layers draw the same numbers and one draw sets
+    all of an image's transforms; the kit's figures were measured so (docs/recipe-search.md, end).
+    Seeding once instead (`keras.utils.set_random_seed`, no seed here) draws each layer apart.
     Active only when called with training=True.
     """
     import keras

@@ -207,6 +207,28 @@ def test_a_wrong_solution_fails_its_check_with_a_message_that_says_why(name, tas
     assert wrong.says in str(failure.value), f"{name} {task} ({wrong.mistake}): the check said {failure.value}"
 
 
+RIGHT_AUGMENTERS = {  # exercise 2, task 1: other correct ways of seeding, which its check must accept
+    "seeded once, as notebook 02 does": """
+def make_augmenter(seed):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.layers.RandomFlip("horizontal_and_vertical"),
+                             keras.layers.RandomRotation(0.05, fill_mode="reflect"),
+                             keras.layers.RandomContrast(0.2)])
+""",
+    "seed + i in a loop": """
+def make_augmenter(seed):
+    kinds = [keras.layers.RandomFlip, keras.layers.RandomRotation, keras.layers.RandomContrast]
+    return keras.Sequential([kind(arg, seed=seed + i) for i, (kind, arg) in enumerate(zip(kinds, ["vertical", 0.1, 0.2]))])
+""",
+}
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("way", RIGHT_AUGMENTERS)
+def test_exercise_2_accepts_each_right_way_of_seeding_the_layers(way, real_course):
+    assert "Task 1 passed" in solved("ex02_augmentation").check_with("task1", RIGHT_AUGMENTERS[way])
+
+
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", EXERCISES)
 def test_every_check_fails_while_its_task_is_unsolved(name, real_course):

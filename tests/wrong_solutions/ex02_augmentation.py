@@ -27,6 +27,13 @@ def make_augmenter(seed):
                              keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
                              keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed)])
 """, "layers with the same seed draw the same random numbers"),
+        Wrong("seed times the layer's index", """
+def make_augmenter(seed):
+    kinds = [keras.layers.RandomFlip, keras.layers.RandomRotation, keras.layers.RandomBrightness]
+    options = [("horizontal_and_vertical",), (0.05,), (0.15,)]
+    return keras.Sequential([kind(*args, seed=seed * i, **({"value_range": (0, 255)} if i == 2 else {}))
+                             for i, (kind, args) in enumerate(zip(kinds, options))])
+""", "at seed=0 your layers' seeds are [0, 0, 0]"),
         Wrong("calls the kit's augmenter", """
 def make_augmenter(seed):
     return hl.augment.make_augmenter(seed=seed)
